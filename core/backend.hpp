@@ -1,0 +1,125 @@
+#pragma once
+// The device seam. Every op in autodiff/ reaches the hardware only through this interface, which
+// each device implements once: CPU in core/cpu/ (Eigen + OpenMP), CUDA in cuda/. An op's forward
+// and backward rules therefore read the same on every device; only these kernels differ.
+//
+// Conventions shared by all kernels:
+// - tensors are contiguous and row-major; every tensor passed to one call has the same dtype and
+//   lives on this backend's device (autodiff checks both before dispatching);
+// - outputs are preallocated by the caller with the right shape;
+// - backward kernels *accumulate* into gradients (dx += ...), so a variable used twice gets the
+//   sum of its two contributions without extra copies;
+// - "axis" reductions read a tensor as [outer, n, inner] around the reduced axis.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "core/types.hpp"
+
+namespace asbi::core {
+
+class Tensor;
+
+enum class Unary : std::uint8_t {
+  neg, relu, leaky_relu, elu, silu, gelu, tanh, sigmoid, softplus,
+  exp, log, log1p, square, sqrt, abs, pow, clamp,
+};
+// Scalar parameters of a unary function: leaky_relu slope (a), elu alpha (a), pow exponent (a),
+// clamp bounds [a, b].
+struct UnaryParams {
+  double a = 0;
+  double b = 0;
+};
+const char* name(Unary op);
+
+enum class Binary : std::uint8_t { add, sub, mul, div };
+const char* name(Binary op);
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  // Whether the hardware is present (a CUDA build on a machine without a GPU says no).
+  virtual bool available() const { return true; }
+  virtual std::string description() const = 0;  // e.g. "NVIDIA H100 80GB HBM3, CUDA 13.0"
+
+  // --- memory -----------------------------------------------------------------------------
+  virtual void* allocate(std::size_t bytes) = 0;
+  virtual void deallocate(void* ptr, std::size_t bytes) = 0;
+  // Copies bytes between this device and itself or the host.
+  virtual void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
+                          std::size_t bytes) = 0;
+  virtual void synchronize() {}
+
+  // --- elementwise ------------------------------------------------------------------------
+  virtual void fill(Tensor& y, double value) = 0;
+  virtual void cast(const Tensor& x, Tensor& y) = 0;  // float32 <-> float64, same shape
+  virtual void axpy(double alpha, const Tensor& x, Tensor& y) = 0;  // y += alpha x, same numel
+  virtual void unary(Unary op, UnaryParams p, const Tensor& x, Tensor& y) = 0;
+  // dx += dy ⊙ f'(x); y = f(x) is passed because many derivatives are cheapest from it.
+  virtual void unary_backward(Unary op, UnaryParams p, const Tensor& x, const Tensor& y,
+                              const Tensor& dy, Tensor& dx) = 0;
+  // y = a ∘ b with NumPy broadcasting: shapes align from the right, size-1 dimensions stretch.
+  virtual void binary(Binary op, const Tensor& a, const Tensor& b, Tensor& y) = 0;
+  // da += Σ_broadcast dy ⊙ ∂y/∂a, and likewise db; a null gradient is skipped.
+  virtual void binary_backward(Binary op, const Tensor& a, const Tensor& b, const Tensor& dy,
+                               Tensor* da, Tensor* db) = 0;
+  // y = cond ≠ 0 ? a : b (all of y's shape); da += cond ⊙ dy, db += (1 - cond) ⊙ dy.
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& y) = 0;
+  virtual void where_backward(const Tensor& cond, const Tensor& dy, Tensor* da, Tensor* db) = 0;
+
+  // --- linear algebra ---------------------------------------------------------------------
+  // C = alpha op(A) op(B) + beta C for 2-D row-major matrices; op transposes when asked.
+  virtual void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,
+                    double beta, Tensor& c) = 0;
+  // y[r, :] += bias for every row r of y read as [rows, bias.numel()].
+  virtual void add_bias(const Tensor& bias, Tensor& y) = 0;
+
+  // --- reductions -------------------------------------------------------------------------
+  // y = scale Σ_i x[o, i, n] over the axis (y has the axis removed, or size 1); += if accumulate.
+  virtual void sum_axis(const Tensor& x, int axis, double scale, bool accumulate, Tensor& y) = 0;
+  // y[0] = scale Σ x; += if accumulate.
+  virtual void sum_all(const Tensor& x, double scale, bool accumulate, Tensor& y) = 0;
+  // dx[o, i, n] += scale dy[o, n] for every i along the axis: the adjoint of sum_axis.
+  virtual void broadcast_axis(const Tensor& dy, int axis, double scale, Tensor& dx) = 0;
+
+  // --- row-wise ops over the last axis ----------------------------------------------------
+  virtual void logsumexp(const Tensor& x, Tensor& y) = 0;
+  virtual void logsumexp_backward(const Tensor& x, const Tensor& y, const Tensor& dy,
+                                  Tensor& dx) = 0;
+  virtual void softmax(const Tensor& x, bool log, Tensor& y) = 0;
+  virtual void softmax_backward(const Tensor& y, const Tensor& dy, bool log, Tensor& dx) = 0;
+  // y = (x - mean) rstd ⊙ gamma + beta per row; mean and rstd (one per row) saved for backward.
+  // gamma and beta may be undefined tensors (no affine part).
+  virtual void layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps,
+                          Tensor& y, Tensor& mean, Tensor& rstd) = 0;
+  virtual void layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                   const Tensor& rstd, const Tensor& dy, Tensor* dx,
+                                   Tensor* dgamma, Tensor* dbeta) = 0;
+
+  // --- sets -------------------------------------------------------------------------------
+  // Dense: x [B, S, H] → y [B, H], the mean over S. Ragged (lengths non-empty): x [Σ n_b, H]
+  // holds the sets one after another, set b has lengths[b] ≥ 1 rows, y [B, H].
+  virtual void mean_pool(const Tensor& x, std::span<const std::int64_t> lengths, Tensor& y) = 0;
+  virtual void mean_pool_backward(const Tensor& dy, std::span<const std::int64_t> lengths,
+                                  Tensor& dx) = 0;
+
+  // --- copies and indexing ----------------------------------------------------------------
+  // dst[o, dst_begin + i, n] (+)= src[o, src_begin + i, n] for i < len along `axis`.
+  virtual void copy_axis(const Tensor& src, int axis, std::int64_t src_begin, Tensor& dst,
+                         std::int64_t dst_begin, std::int64_t len, bool accumulate) = 0;
+  // y[i, ...] = x[index[i], ...]  and its adjoint dx[index[i], ...] += dy[i, ...].
+  virtual void gather_rows(const Tensor& x, std::span<const std::int64_t> index, Tensor& y) = 0;
+  virtual void scatter_add_rows(const Tensor& dy, std::span<const std::int64_t> index,
+                                Tensor& dx) = 0;
+};
+
+// The backend of a device; throws DeviceError when asbi was built without it.
+Backend& backend(Device device);
+// Installs a device's backend (asbi::cuda does this for Device::cuda).
+void register_backend(Device device, Backend* impl);
+// Built in and backed by hardware: what tests check before running on a device.
+bool device_available(Device device);
+
+}  // namespace asbi::core

@@ -1,0 +1,189 @@
+// Elementwise kernels: unary maps, broadcasting binary ops, where.
+#include <array>
+
+#include "core/cpu/cpu_backend.hpp"
+#include "core/scalar_math.hpp"
+
+namespace asbi::core::cpu {
+namespace {
+
+// Calls f.template operator()<Op>() with the unary op as a compile-time constant, so that the
+// switch inside scalar::unary_value folds away and the element loop vectorises.
+template <typename F>
+void with_unary(Unary op, F&& f) {
+  switch (op) {
+#define ASBI_CASE(name) \
+  case Unary::name: f.template operator()<Unary::name>(); break;
+    ASBI_CASE(neg) ASBI_CASE(relu) ASBI_CASE(leaky_relu) ASBI_CASE(elu) ASBI_CASE(silu)
+    ASBI_CASE(gelu) ASBI_CASE(tanh) ASBI_CASE(sigmoid) ASBI_CASE(softplus) ASBI_CASE(exp)
+    ASBI_CASE(log) ASBI_CASE(log1p) ASBI_CASE(square) ASBI_CASE(sqrt) ASBI_CASE(abs)
+    ASBI_CASE(pow) ASBI_CASE(clamp)
+#undef ASBI_CASE
+  }
+}
+
+template <typename F>
+void with_binary(Binary op, F&& f) {
+  switch (op) {
+    case Binary::add: f.template operator()<Binary::add>(); break;
+    case Binary::sub: f.template operator()<Binary::sub>(); break;
+    case Binary::mul: f.template operator()<Binary::mul>(); break;
+    case Binary::div: f.template operator()<Binary::div>(); break;
+  }
+}
+
+// Strides (in elements) of `in` read at the 4-D broadcast shape `out4`: 0 where `in` stretches.
+struct Broadcast4 {
+  std::array<std::int64_t, 4> dims{1, 1, 1, 1};
+  std::array<std::int64_t, 4> a{}, b{};
+};
+
+std::array<std::int64_t, 4> strides_in(const Shape& in, const std::array<std::int64_t, 4>& dims) {
+  std::array<std::int64_t, 4> s{};
+  std::int64_t stride = 1;
+  for (int i = 3, k = in.rank() - 1; i >= 0; --i, --k) {
+    const std::int64_t d = k >= 0 ? in[k] : 1;
+    s[static_cast<std::size_t>(i)] = (d == 1 && dims[static_cast<std::size_t>(i)] != 1) ? 0 : stride;
+    stride *= d;
+  }
+  return s;
+}
+
+Broadcast4 broadcast4(const Shape& a, const Shape& b, const Shape& y) {
+  Broadcast4 bc;
+  for (int i = 0; i < y.rank(); ++i) bc.dims[static_cast<std::size_t>(4 - y.rank() + i)] = y[i];
+  bc.a = strides_in(a, bc.dims);
+  bc.b = strides_in(b, bc.dims);
+  return bc;
+}
+
+// Visits every element of the broadcast shape as (flat index in y, offset in a, offset in b).
+// The outer two dimensions may run in parallel only when no two visits write the same place.
+template <typename F>
+void for_each_broadcast(const Broadcast4& bc, bool parallel, F&& f) {
+  const auto& d = bc.dims;
+  const std::int64_t outer = d[0] * d[1];
+#pragma omp parallel for if (parallel && outer > 1 && outer * d[2] * d[3] > parallel_grain)
+  for (std::int64_t o = 0; o < outer; ++o) {
+    const std::int64_t i0 = o / d[1], i1 = o % d[1];
+    std::int64_t iy = o * d[2] * d[3];
+    for (std::int64_t i2 = 0; i2 < d[2]; ++i2) {
+      const std::int64_t ra = i0 * bc.a[0] + i1 * bc.a[1] + i2 * bc.a[2];
+      const std::int64_t rb = i0 * bc.b[0] + i1 * bc.b[1] + i2 * bc.b[2];
+      for (std::int64_t i3 = 0; i3 < d[3]; ++i3, ++iy) f(iy, ra + i3 * bc.a[3], rb + i3 * bc.b[3]);
+    }
+  }
+}
+
+}  // namespace
+
+void CpuBackend::unary(Unary op, UnaryParams p, const Tensor& x, Tensor& y) {
+  with_dtype(x.dtype(), [&]<typename T>() {
+    with_unary(op, [&]<Unary Op>() {
+      const T* in = x.data<T>();
+      T* out = y.data<T>();
+      const std::int64_t n = x.numel();
+#pragma omp parallel for simd if (n > parallel_grain)
+      for (std::int64_t i = 0; i < n; ++i) out[i] = scalar::unary_value<T>(Op, p, in[i]);
+    });
+  });
+}
+
+void CpuBackend::unary_backward(Unary op, UnaryParams p, const Tensor& x, const Tensor& y,
+                                const Tensor& dy, Tensor& dx) {
+  with_dtype(x.dtype(), [&]<typename T>() {
+    with_unary(op, [&]<Unary Op>() {
+      const T* in = x.data<T>();
+      const T* out = y.data<T>();
+      const T* g = dy.data<T>();
+      T* gx = dx.data<T>();
+      const std::int64_t n = x.numel();
+#pragma omp parallel for simd if (n > parallel_grain)
+      for (std::int64_t i = 0; i < n; ++i)
+        gx[i] += g[i] * scalar::unary_derivative<T>(Op, p, in[i], out[i]);
+    });
+  });
+}
+
+void CpuBackend::binary(Binary op, const Tensor& a, const Tensor& b, Tensor& y) {
+  with_dtype(y.dtype(), [&]<typename T>() {
+    with_binary(op, [&]<Binary Op>() {
+      const T* pa = a.data<T>();
+      const T* pb = b.data<T>();
+      T* out = y.data<T>();
+      const std::int64_t n = y.numel();
+      if (a.numel() == n && b.numel() == n) {  // the common case: no broadcast at all
+#pragma omp parallel for simd if (n > parallel_grain)
+        for (std::int64_t i = 0; i < n; ++i) out[i] = scalar::binary_value(Op, pa[i], pb[i]);
+        return;
+      }
+      for_each_broadcast(broadcast4(a.shape(), b.shape(), y.shape()), true,
+                         [&](std::int64_t iy, std::int64_t ia, std::int64_t ib) {
+                           out[iy] = scalar::binary_value(Op, pa[ia], pb[ib]);
+                         });
+    });
+  });
+}
+
+void CpuBackend::binary_backward(Binary op, const Tensor& a, const Tensor& b, const Tensor& dy,
+                                 Tensor* da, Tensor* db) {
+  with_dtype(dy.dtype(), [&]<typename T>() {
+    with_binary(op, [&]<Binary Op>() {
+      const T* pa = a.data<T>();
+      const T* pb = b.data<T>();
+      const T* g = dy.data<T>();
+      T* ga = da ? da->data<T>() : nullptr;
+      T* gb = db ? db->data<T>() : nullptr;
+      const std::int64_t n = dy.numel();
+      if (a.numel() == n && b.numel() == n) {
+#pragma omp parallel for simd if (n > parallel_grain)
+        for (std::int64_t i = 0; i < n; ++i) {
+          if (ga) ga[i] += g[i] * scalar::binary_da(Op, pa[i], pb[i]);
+          if (gb) gb[i] += g[i] * scalar::binary_db(Op, pa[i], pb[i]);
+        }
+        return;
+      }
+      // A broadcast input receives the sum over the dimensions it was stretched along; several
+      // visits then write one gradient element, so the visit runs in parallel only when neither
+      // gradient that is written is stretched.
+      const bool no_reduction = (!ga || a.numel() == n) && (!gb || b.numel() == n);
+      for_each_broadcast(broadcast4(a.shape(), b.shape(), dy.shape()), no_reduction,
+                         [&](std::int64_t iy, std::int64_t ia, std::int64_t ib) {
+                           if (ga) ga[ia] += g[iy] * scalar::binary_da(Op, pa[ia], pb[ib]);
+                           if (gb) gb[ib] += g[iy] * scalar::binary_db(Op, pa[ia], pb[ib]);
+                         });
+    });
+  });
+}
+
+void CpuBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& y) {
+  with_dtype(y.dtype(), [&]<typename T>() {
+    const T* c = cond.data<T>();
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* out = y.data<T>();
+    const std::int64_t n = y.numel();
+#pragma omp parallel for simd if (n > parallel_grain)
+    for (std::int64_t i = 0; i < n; ++i) out[i] = c[i] != T(0) ? pa[i] : pb[i];
+  });
+}
+
+void CpuBackend::where_backward(const Tensor& cond, const Tensor& dy, Tensor* da, Tensor* db) {
+  with_dtype(dy.dtype(), [&]<typename T>() {
+    const T* c = cond.data<T>();
+    const T* g = dy.data<T>();
+    T* ga = da ? da->data<T>() : nullptr;
+    T* gb = db ? db->data<T>() : nullptr;
+    const std::int64_t n = dy.numel();
+#pragma omp parallel for if (n > parallel_grain)
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (c[i] != T(0)) {
+        if (ga) ga[i] += g[i];
+      } else if (gb) {
+        gb[i] += g[i];
+      }
+    }
+  });
+}
+
+}  // namespace asbi::core::cpu
