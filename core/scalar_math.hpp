@@ -7,12 +7,8 @@
 #include <cmath>
 
 #include "core/backend.hpp"
+#include "core/host_device.hpp"
 
-#if defined(__CUDACC__)
-#define ASBI_HOST_DEVICE __host__ __device__
-#else
-#define ASBI_HOST_DEVICE
-#endif
 
 namespace asbi::core::scalar {
 
