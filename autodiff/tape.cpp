@@ -130,6 +130,11 @@ Var record(Tensor value, Node&& spec) {
   bool needs_grad = false;
   for (const Var& in : spec.inputs) needs_grad = needs_grad || in.requires_grad();
   if (!needs_grad) return Var(std::move(value));
+  // A node made inside a nested ArenaScope would be freed when that scope ends, before backward.
+  if (core::ArenaScope::current_depth() != current_tape->scope_depth())
+    throw StateError(str("record: '", spec.op, "' was recorded inside an ArenaScope nested in the "
+                         "tape; its memory would be freed before backward. Open ArenaScopes "
+                         "only under NoGrad while a tape records"));
   void* mem = core::thread_arena(Device::cpu).allocate(sizeof(Node));
   Node* node = new (mem) Node(std::move(spec));
   node->value = value;

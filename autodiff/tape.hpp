@@ -41,6 +41,7 @@ class Tape {
   std::string str() const;   // one line per node: index, op, output shape, inputs
 
   static Tape* current();  // the tape recording on this thread, or null
+  std::uint32_t scope_depth() const { return scope_.depth(); }
 
  private:
   core::ArenaScope scope_;

@@ -20,15 +20,18 @@ struct Node;
 class Var {
  public:
   Var() = default;
-  Var(Tensor value, Node* node = nullptr) : value_(std::move(value)), node_(node) {}  // NOLINT
+  Var(Tensor value, Node* node = nullptr);  // NOLINT: a tensor is a constant Var
 
   const Tensor& value() const {
-    value_.check_alive();
+    check_alive();
     return value_;
   }
-  Node* node() const { return node_; }
+  Node* node() const {
+    check_alive();
+    return node_;
+  }
   bool defined() const { return value_.defined(); }
-  bool requires_grad() const { return node_ != nullptr; }
+  bool requires_grad() const { return node() != nullptr; }
 
   const Shape& shape() const { return value_.shape(); }
   std::int64_t dim(int axis) const { return value_.dim(axis); }
@@ -38,8 +41,19 @@ class Var {
   double item() const { return value().item(); }
 
  private:
+  // The value's own stamp is not enough: a view (reshape of a parameter) has owned, never-stale
+  // storage while its node lives in the arena of the tape that recorded it.
+  void check_alive() const {
+    value_.check_alive();
+    if (!core::ArenaScope::alive(node_stamp_))
+      throw core::StateError(core::str("a Var of shape ", value_.shape(),
+                                       " was used after the tape that recorded it ended or was "
+                                       "reset; clone() its value() to keep it"));
+  }
+
   Tensor value_;
   Node* node_ = nullptr;
+  core::ArenaScope::Stamp node_stamp_;  // the tape's scope for a recorded node, else "always"
 };
 
 // Propagates a node's gradient to the gradients of its inputs.
@@ -66,5 +80,12 @@ struct Node {
   Tensor* input_grad(int i);
   const Tensor& input(int i) const { return inputs[static_cast<std::size_t>(i)].value(); }
 };
+
+// A recorded node lives as long as the tape's arena scope; a parameter's node lives forever.
+inline Var::Var(Tensor value, Node* node)
+    : value_(std::move(value)),
+      node_(node),
+      node_stamp_(node && !node->persistent ? core::ArenaScope::stamp()
+                                            : core::ArenaScope::Stamp{}) {}
 
 }  // namespace asbi::ad

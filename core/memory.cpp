@@ -120,7 +120,7 @@ ArenaScope::ArenaScope()
   if (had_cuda_) cuda_mark_ = arenas[static_cast<int>(Device::cuda)]->mark();
   if (scope_depth == max_scope_depth)
     throw StateError(str("ArenaScope: more than ", max_scope_depth, " nested scopes"));
-  ++scope_depth;
+  depth_ = ++scope_depth;
 }
 
 ArenaScope::~ArenaScope() {
@@ -133,10 +133,11 @@ void ArenaScope::rewind() {
   // A CUDA arena created inside this scope started empty, so rewinding it to zero is exact.
   if (auto& cuda = arenas[static_cast<int>(Device::cuda)])
     cuda->rewind(had_cuda_ ? cuda_mark_ : Arena::Mark{});
-  ++scope_generation[scope_depth];
+  ++scope_generation[depth_];
 }
 
 bool ArenaScope::active() { return scope_depth > 0; }
+std::uint32_t ArenaScope::current_depth() { return scope_depth; }
 
 ArenaScope::Stamp ArenaScope::stamp() { return {scope_depth, scope_generation[scope_depth]}; }
 

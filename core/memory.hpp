@@ -78,6 +78,8 @@ class ArenaScope {
   ArenaScope& operator=(const ArenaScope&) = delete;
   void rewind();  // drop the temporaries made so far in this scope
   static bool active();
+  static std::uint32_t current_depth();  // scopes open on this thread
+  std::uint32_t depth() const { return depth_; }
   // Identifies the scope a temporary was made in, so that a temporary read after its scope was
   // rewound is reported instead of silently read (see Tensor::check_alive).
   struct Stamp {
@@ -91,6 +93,7 @@ class ArenaScope {
   Arena::Mark cpu_mark_;
   Arena::Mark cuda_mark_;
   bool had_cuda_;
+  std::uint32_t depth_;  // this scope's nesting level (1 = outermost)
 };
 
 }  // namespace asbi::core

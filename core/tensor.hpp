@@ -14,6 +14,7 @@
 #include <initializer_list>
 #include <memory>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.hpp"
@@ -37,10 +38,12 @@ class Tensor {
   static Tensor from(std::span<const double> values, const Shape& shape, DType dtype = DType::f32);
   static Tensor from(std::initializer_list<double> values, const Shape& shape,
                      DType dtype = DType::f32);
-  // A non-owning view over memory the caller keeps alive (no copy).
+  // A non-owning view over memory the caller keeps alive (no copy). Read-only data may be
+  // wrapped too; writing through such a tensor is then the caller's error.
   template <typename T>
   static Tensor wrap(T* data, const Shape& shape, Device device = Device::cpu) {
-    return Tensor(data, shape, dtype_of<std::remove_const_t<T>>(), device, nullptr);
+    return Tensor(const_cast<std::remove_const_t<T>*>(data), shape,
+                  dtype_of<std::remove_const_t<T>>(), device, nullptr);
   }
 
   bool defined() const { return data_ != nullptr; }

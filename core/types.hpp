@@ -41,7 +41,7 @@ class Shape {
   std::int64_t numel() const;
   // The product of all dimensions but the first: a tensor read as a [rows × cols] matrix.
   std::int64_t rows() const { return rank_ == 0 ? 1 : dims_[0]; }
-  std::int64_t cols() const { return rank_ == 0 ? 1 : numel() / dims_[0]; }
+  std::int64_t cols() const { return inner(0); }
   std::int64_t last() const { return rank_ == 0 ? 1 : dims_[static_cast<std::size_t>(rank_ - 1)]; }
   // Product of the dimensions before / after `axis`: the [outer, n, inner] view used by reductions.
   std::int64_t outer(int axis) const;

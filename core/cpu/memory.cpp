@@ -10,8 +10,9 @@
 namespace asbi::core::cpu {
 
 Backend& backend() {
-  static CpuBackend instance;
-  return instance;
+  // Never destroyed: tensors in static storage may be freed after main returns.
+  static CpuBackend* instance = new CpuBackend;
+  return *instance;
 }
 
 std::string CpuBackend::description() const {
