@@ -115,4 +115,31 @@ ASBI_HOST_DEVICE inline T binary_db(Binary op, T a, T b) {
   return T(0);
 }
 
+// Calls f.template operator()<Op>() with the op as a compile-time constant, so that the switch
+// inside unary_value / binary_value folds away and each kernel's element loop vectorises.
+// clang-format off
+template <typename F>
+void with_unary(Unary op, F&& f) {
+  switch (op) {
+#define ASBI_CASE(name) \
+  case Unary::name: f.template operator()<Unary::name>(); break;
+    ASBI_CASE(neg) ASBI_CASE(relu) ASBI_CASE(leaky_relu) ASBI_CASE(elu) ASBI_CASE(silu)
+    ASBI_CASE(gelu) ASBI_CASE(tanh) ASBI_CASE(sigmoid) ASBI_CASE(softplus) ASBI_CASE(exp)
+    ASBI_CASE(log) ASBI_CASE(log1p) ASBI_CASE(square) ASBI_CASE(sqrt) ASBI_CASE(abs)
+    ASBI_CASE(pow) ASBI_CASE(clamp)
+#undef ASBI_CASE
+  }
+}
+
+template <typename F>
+void with_binary(Binary op, F&& f) {
+  switch (op) {
+    case Binary::add: f.template operator()<Binary::add>(); break;
+    case Binary::sub: f.template operator()<Binary::sub>(); break;
+    case Binary::mul: f.template operator()<Binary::mul>(); break;
+    case Binary::div: f.template operator()<Binary::div>(); break;
+  }
+}
+// clang-format on
+
 }  // namespace asbi::core::scalar

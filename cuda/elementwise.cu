@@ -13,31 +13,8 @@ using core::UnaryParams;
 
 namespace {
 
-// The op as a template argument, so the switch inside core::scalar folds away per kernel.
-// clang-format off
-template <typename F>
-void with_unary(Unary op, F&& f) {
-  switch (op) {
-#define ASBI_CASE(name) \
-  case Unary::name: f.template operator()<Unary::name>(); break;
-    ASBI_CASE(neg) ASBI_CASE(relu) ASBI_CASE(leaky_relu) ASBI_CASE(elu) ASBI_CASE(silu)
-    ASBI_CASE(gelu) ASBI_CASE(tanh) ASBI_CASE(sigmoid) ASBI_CASE(softplus) ASBI_CASE(exp)
-    ASBI_CASE(log) ASBI_CASE(log1p) ASBI_CASE(square) ASBI_CASE(sqrt) ASBI_CASE(abs)
-    ASBI_CASE(pow) ASBI_CASE(clamp)
-#undef ASBI_CASE
-  }
-}
-
-template <typename F>
-void with_binary(Binary op, F&& f) {
-  switch (op) {
-    case Binary::add: f.template operator()<Binary::add>(); break;
-    case Binary::sub: f.template operator()<Binary::sub>(); break;
-    case Binary::mul: f.template operator()<Binary::mul>(); break;
-    case Binary::div: f.template operator()<Binary::div>(); break;
-  }
-}
-// clang-format on
+using core::scalar::with_binary;
+using core::scalar::with_unary;
 
 // Both inputs read at the 4-D broadcast shape of the output (shapes right-aligned, leading 1s):
 // element strides, 0 along a dimension the input is stretched over. Plain arrays, not
