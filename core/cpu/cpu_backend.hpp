@@ -3,6 +3,8 @@
 // elements, loops written so that the compiler vectorises them. Private to core/.
 #include <omp.h>
 
+#include <algorithm>
+
 #include "core/backend.hpp"
 #include "core/error.hpp"
 #include "core/tensor.hpp"
@@ -13,6 +15,26 @@ Backend& backend();
 
 // Below this many elements a loop runs on one thread: waking the team costs more than it saves.
 constexpr std::int64_t parallel_grain = 1 << 15;
+
+// Runs body(begin, end) over [0, n): in one call on this thread when `work` (elements touched) is
+// below parallel_grain, otherwise in one contiguous chunk per OpenMP thread. The decision is made
+// here and not with OpenMP's if() clause because libgomp opens a parallel region even when that
+// clause is false, about 200 ns per kernel call, which is most of the cost of an op on a small
+// tensor. The chunks depend only on n and the thread count, so results are reproducible.
+template <typename Body>
+void parallel_for(std::int64_t n, std::int64_t work, Body&& body) {
+  if (work <= parallel_grain || n < 2 || omp_get_max_threads() == 1 || omp_in_parallel()) {
+    body(std::int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel
+  {
+    const std::int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const std::int64_t chunk = (n + threads - 1) / threads;
+    const std::int64_t begin = std::min(n, t * chunk), end = std::min(n, begin + chunk);
+    if (begin < end) body(begin, end);
+  }
+}
 
 // Calls f.template operator()<T>() with T the tensor's element type.
 template <typename F>
@@ -70,6 +92,11 @@ class CpuBackend final : public Backend {
   void gather_rows(const Tensor& x, std::span<const std::int64_t> index, Tensor& y) override;
   void scatter_add_rows(const Tensor& dy, std::span<const std::int64_t> index,
                         Tensor& dx) override;
+
+ private:
+  // gemm on as many threads as OpenMP allows at the call.
+  void gemm_product(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,
+                    double beta, Tensor& c);
 };
 
 }  // namespace asbi::core::cpu

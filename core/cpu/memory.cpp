@@ -42,8 +42,9 @@ void CpuBackend::fill(Tensor& y, double value) {
     T* p = y.data<T>();
     const std::int64_t n = y.numel();
     const T v = static_cast<T>(value);
-#pragma omp parallel for simd if (n > parallel_grain)
-    for (std::int64_t i = 0; i < n; ++i) p[i] = v;
+    parallel_for(n, n, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) p[i] = v;
+    });
   });
 }
 
@@ -54,13 +55,15 @@ void CpuBackend::cast(const Tensor& x, Tensor& y) {
   } else if (x.dtype() == DType::f32) {
     const float* src = x.data<float>();
     double* dst = y.data<double>();
-#pragma omp parallel for simd if (n > parallel_grain)
-    for (std::int64_t i = 0; i < n; ++i) dst[i] = src[i];
+    parallel_for(n, n, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) dst[i] = src[i];
+    });
   } else {
     const double* src = x.data<double>();
     float* dst = y.data<float>();
-#pragma omp parallel for simd if (n > parallel_grain)
-    for (std::int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
+    parallel_for(n, n, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) dst[i] = static_cast<float>(src[i]);
+    });
   }
 }
 
@@ -70,8 +73,9 @@ void CpuBackend::axpy(double alpha, const Tensor& x, Tensor& y) {
     T* dst = y.data<T>();
     const T a = static_cast<T>(alpha);
     const std::int64_t n = y.numel();
-#pragma omp parallel for simd if (n > parallel_grain)
-    for (std::int64_t i = 0; i < n; ++i) dst[i] += a * src[i];
+    parallel_for(n, n, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) dst[i] += a * src[i];
+    });
   });
 }
 

@@ -18,24 +18,25 @@ void CpuBackend::layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& 
     T* out = y.data<T>();
     T* mu = mean.data<T>();
     T* rs = rstd.data<T>();
-#pragma omp parallel for if (x.numel() > parallel_grain)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const T* row = in + r * width;
-      double m = 0;
-      for (std::int64_t j = 0; j < width; ++j) m += row[j];
-      m /= static_cast<double>(width);
-      double v = 0;  // two passes: the one-pass formula loses precision when |μ| ≫ σ
-      for (std::int64_t j = 0; j < width; ++j) v += (row[j] - m) * (row[j] - m);
-      v /= static_cast<double>(width);
-      const T inv = static_cast<T>(1 / std::sqrt(v + eps));
-      mu[r] = static_cast<T>(m);
-      rs[r] = inv;
-      T* o = out + r * width;
-      for (std::int64_t j = 0; j < width; ++j) {
-        T xhat = (row[j] - mu[r]) * inv;
-        o[j] = (g ? xhat * g[j] : xhat) + (b ? b[j] : T(0));
+    parallel_for(rows, x.numel(), [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t r = begin; r < end; ++r) {
+        const T* row = in + r * width;
+        double m = 0;
+        for (std::int64_t j = 0; j < width; ++j) m += row[j];
+        m /= static_cast<double>(width);
+        double v = 0;  // two passes: the one-pass formula loses precision when |μ| ≫ σ
+        for (std::int64_t j = 0; j < width; ++j) v += (row[j] - m) * (row[j] - m);
+        v /= static_cast<double>(width);
+        const T inv = static_cast<T>(1 / std::sqrt(v + eps));
+        mu[r] = static_cast<T>(m);
+        rs[r] = inv;
+        T* o = out + r * width;
+        for (std::int64_t j = 0; j < width; ++j) {
+          T xhat = (row[j] - mu[r]) * inv;
+          o[j] = (g ? xhat * g[j] : xhat) + (b ? b[j] : T(0));
+        }
       }
-    }
+    });
   });
 }
 
@@ -63,26 +64,27 @@ void CpuBackend::layer_norm_backward(const Tensor& x, const Tensor& gamma, const
     }
     if (!dx) return;
     T* gx = dx->data<T>();
-#pragma omp parallel for if (x.numel() > parallel_grain)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const T* row = in + r * width;
-      const T* d = gy + r * width;
-      double mean_dxhat = 0, mean_dxhat_xhat = 0;
-      for (std::int64_t j = 0; j < width; ++j) {
-        const T xhat = (row[j] - mu[r]) * rs[r];
-        const T dxhat = g ? d[j] * g[j] : d[j];
-        mean_dxhat += dxhat;
-        mean_dxhat_xhat += dxhat * xhat;
+    parallel_for(rows, x.numel(), [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t r = begin; r < end; ++r) {
+        const T* row = in + r * width;
+        const T* d = gy + r * width;
+        double mean_dxhat = 0, mean_dxhat_xhat = 0;
+        for (std::int64_t j = 0; j < width; ++j) {
+          const T xhat = (row[j] - mu[r]) * rs[r];
+          const T dxhat = g ? d[j] * g[j] : d[j];
+          mean_dxhat += dxhat;
+          mean_dxhat_xhat += dxhat * xhat;
+        }
+        mean_dxhat /= static_cast<double>(width);
+        mean_dxhat_xhat /= static_cast<double>(width);
+        for (std::int64_t j = 0; j < width; ++j) {
+          const T xhat = (row[j] - mu[r]) * rs[r];
+          const T dxhat = g ? d[j] * g[j] : d[j];
+          gx[r * width + j] += rs[r] * (dxhat - static_cast<T>(mean_dxhat) -
+                                        xhat * static_cast<T>(mean_dxhat_xhat));
+        }
       }
-      mean_dxhat /= static_cast<double>(width);
-      mean_dxhat_xhat /= static_cast<double>(width);
-      for (std::int64_t j = 0; j < width; ++j) {
-        const T xhat = (row[j] - mu[r]) * rs[r];
-        const T dxhat = g ? d[j] * g[j] : d[j];
-        gx[r * width + j] += rs[r] * (dxhat - static_cast<T>(mean_dxhat) -
-                                      xhat * static_cast<T>(mean_dxhat_xhat));
-      }
-    }
+    });
   });
 }
 
@@ -90,18 +92,21 @@ namespace {
 
 // Calls f(b, first_row, count) for every set: dense sets are [B, S, H], ragged ones packed.
 template <typename F>
-void for_each_set(std::int64_t sets, std::int64_t dense_size,
+void for_each_set(std::int64_t sets, std::int64_t dense_size, std::int64_t width,
                   std::span<const std::int64_t> lengths, F&& f) {
   if (lengths.empty()) {
-#pragma omp parallel for if (sets > 1)
-    for (std::int64_t b = 0; b < sets; ++b) f(b, b * dense_size, dense_size);
+    parallel_for(sets, sets * dense_size * width, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t b = begin; b < end; ++b) f(b, b * dense_size, dense_size);
+    });
     return;
   }
   std::vector<std::int64_t> first(lengths.size());
   std::exclusive_scan(lengths.begin(), lengths.end(), first.begin(), std::int64_t{0});
-#pragma omp parallel for if (sets > 1)
-  for (std::int64_t b = 0; b < sets; ++b) f(b, first[static_cast<std::size_t>(b)],
-                                            lengths[static_cast<std::size_t>(b)]);
+  const std::int64_t rows = first.empty() ? 0 : first.back() + lengths.back();
+  parallel_for(sets, rows * width, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t b = begin; b < end; ++b)
+      f(b, first[static_cast<std::size_t>(b)], lengths[static_cast<std::size_t>(b)]);
+  });
 }
 
 }  // namespace
@@ -113,7 +118,7 @@ void CpuBackend::mean_pool(const Tensor& x, std::span<const std::int64_t> length
   with_dtype(x.dtype(), [&]<typename T>() {
     const T* in = x.data<T>();
     T* out = y.data<T>();
-    for_each_set(sets, dense_size, lengths, [&](std::int64_t b, std::int64_t first,
+    for_each_set(sets, dense_size, width, lengths, [&](std::int64_t b, std::int64_t first,
                                                 std::int64_t n) {
       T* o = out + b * width;
       std::fill(o, o + width, T(0));
@@ -136,7 +141,7 @@ void CpuBackend::mean_pool_backward(const Tensor& dy, std::span<const std::int64
   with_dtype(dy.dtype(), [&]<typename T>() {
     const T* g = dy.data<T>();
     T* gx = dx.data<T>();
-    for_each_set(sets, dense_size, lengths, [&](std::int64_t b, std::int64_t first,
+    for_each_set(sets, dense_size, width, lengths, [&](std::int64_t b, std::int64_t first,
                                                 std::int64_t n) {
       const T inv = T(1) / static_cast<T>(n);
       for (std::int64_t i = 0; i < n; ++i) {
@@ -157,17 +162,18 @@ void CpuBackend::copy_axis(const Tensor& src, int axis, std::int64_t src_begin, 
     const T* in = src.data<T>();
     T* out = dst.data<T>();
     const std::int64_t block = len * inner;  // contiguous elements per outer index
-#pragma omp parallel for if (outer * block > parallel_grain && outer > 1)
-    for (std::int64_t o = 0; o < outer; ++o) {
-      const T* s = in + (o * src_n + src_begin) * inner;
-      T* d = out + (o * dst_n + dst_begin) * inner;
-      if (accumulate) {
-#pragma omp simd
-        for (std::int64_t k = 0; k < block; ++k) d[k] += s[k];
-      } else {
-        std::memcpy(d, s, static_cast<std::size_t>(block) * sizeof(T));
+    parallel_for(outer, outer * block, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t o = begin; o < end; ++o) {
+        const T* s = in + (o * src_n + src_begin) * inner;
+        T* d = out + (o * dst_n + dst_begin) * inner;
+        if (accumulate) {
+  #pragma omp simd
+          for (std::int64_t k = 0; k < block; ++k) d[k] += s[k];
+        } else {
+          std::memcpy(d, s, static_cast<std::size_t>(block) * sizeof(T));
+        }
       }
-    }
+    });
   });
 }
 
@@ -177,10 +183,11 @@ void CpuBackend::gather_rows(const Tensor& x, std::span<const std::int64_t> inde
     const T* in = x.data<T>();
     T* out = y.data<T>();
     const auto n = static_cast<std::int64_t>(index.size());
-#pragma omp parallel for if (n * width > parallel_grain)
-    for (std::int64_t i = 0; i < n; ++i)
-      std::memcpy(out + i * width, in + index[static_cast<std::size_t>(i)] * width,
-                  static_cast<std::size_t>(width) * sizeof(T));
+    parallel_for(n, n * width, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i)
+        std::memcpy(out + i * width, in + index[static_cast<std::size_t>(i)] * width,
+                    static_cast<std::size_t>(width) * sizeof(T));
+    });
   });
 }
 
