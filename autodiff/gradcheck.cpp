@@ -13,17 +13,20 @@ namespace {
 using core::DType;
 using core::Device;
 
-// L = Σ w ⊙ y for the fixed weights described in the header.
+// The fixed weight of output element i (see the header): signs alternate, sizes in [0.5, 1.4].
+double weight(std::size_t i) { return (i % 2 ? -1.0 : 1.0) * (0.5 + double(i % 7) / 7); }
+
+// L = Σ w ⊙ y, evaluated on the host for the finite differences.
 double weighted_sum(const Var& y) {
   std::vector<double> v = y.value().to_vector();
   double s = 0;
-  for (std::size_t i = 0; i < v.size(); ++i) s += v[i] * ((i % 2 ? -0.5 : 0.5) + double(i % 7) / 7);
+  for (std::size_t i = 0; i < v.size(); ++i) s += v[i] * weight(i);
   return s;
 }
 
 Tensor weights_like(const Var& y) {
   std::vector<double> w(static_cast<std::size_t>(y.numel()));
-  for (std::size_t i = 0; i < w.size(); ++i) w[i] = (i % 2 ? -0.5 : 0.5) + double(i % 7) / 7;
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = weight(i);
   return Tensor::from(w, y.shape(), DType::f64).to(y.device());
 }
 
