@@ -103,6 +103,17 @@ void report(benchmark::State& state, double seconds, int ops, double baseline_ns
   bench::report_threads(state);
 }
 
+// Times `step` (a whole chain) and reports ns per op against the raw kernels of the same chain.
+template <typename Step>
+void time_chain(benchmark::State& state, Step&& step, int ops, bool with_backward) {
+  step();
+  const double baseline = kernels_ns_per_op(state.range(0), with_backward);
+  bench::report_allocations(state, step);
+  bench::WallClock clock;
+  for (auto _ : state) step();
+  report(state, clock.seconds(), ops, baseline);
+}
+
 void BM_tape_kernels(benchmark::State& state) {
   KernelsOnly k(state.range(0));
   k.forward();
@@ -123,13 +134,7 @@ void BM_tape_nograd(benchmark::State& state) {
     ad::NoGrad no_grad;
     benchmark::DoNotOptimize(chain.forward().value().raw());
   };
-  step();
-  const double baseline = kernels_ns_per_op(state.range(0), false);
-  bench::report_allocations(state, step);
-  bench::WallClock clock;
-  for (auto _ : state) step();
-  const double seconds = clock.seconds();
-  report(state, seconds, chain_length, baseline);
+  time_chain(state, step, chain_length, false);
 }
 
 void BM_tape_record(benchmark::State& state) {
@@ -138,13 +143,7 @@ void BM_tape_record(benchmark::State& state) {
     ad::Tape tape;
     benchmark::DoNotOptimize(chain.forward().value().raw());
   };
-  step();
-  const double baseline = kernels_ns_per_op(state.range(0), false);
-  bench::report_allocations(state, step);
-  bench::WallClock clock;
-  for (auto _ : state) step();
-  const double seconds = clock.seconds();
-  report(state, seconds, chain_length, baseline);
+  time_chain(state, step, chain_length, false);
 }
 
 void BM_tape_record_backward(benchmark::State& state) {
@@ -156,13 +155,7 @@ void BM_tape_record_backward(benchmark::State& state) {
     }
     chain.start.zero_grad();
   };
-  step();
-  const double baseline = kernels_ns_per_op(state.range(0), true);
-  bench::report_allocations(state, step);
-  bench::WallClock clock;
-  for (auto _ : state) step();
-  const double seconds = clock.seconds();
-  report(state, seconds, chain_length + 1, baseline);
+  time_chain(state, step, chain_length + 1, true);
 }
 
 #define ASBI_TINY ->ArgName("numel")->Arg(1)->Arg(4)->UseRealTime()->Unit(benchmark::kMicrosecond)
