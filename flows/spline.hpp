@@ -1,0 +1,28 @@
+#pragma once
+// The rational-quadratic spline of Neural Spline Flows (Durkan et al. 2019) as one fused,
+// differentiable op: normalising the raw bin parameters, locating the bin, evaluating the spline
+// (or its inverse) and its log-derivative, and all their gradients, in one kernel per direction.
+#include "autodiff/var.hpp"
+
+namespace asbi::flows {
+
+struct SplineOptions {
+  int bins = 10;                   // K
+  double tail_bound = 3.0;         // B: identity outside [-B, B]
+  double min_bin_width = 1e-3;
+  double min_bin_height = 1e-3;
+  double min_derivative = 1e-3;
+};
+
+struct SplineResult {
+  ad::Var value;    // [N, D]: y = s(x) (or x = s⁻¹(y) when inverse)
+  ad::Var log_det;  // [N, D]: log|ds/dx| (or log|ds⁻¹/dy| = -log|ds/dx| at x) per element
+};
+
+// x [N, D]; unnormalised widths and heights [N, D, K]; unnormalised interior derivatives
+// [N, D, K - 1] (the boundary derivatives are 1, matching the identity tails).
+SplineResult rq_spline(const ad::Var& x, const ad::Var& widths, const ad::Var& heights,
+                       const ad::Var& derivatives, const SplineOptions& options,
+                       bool inverse = false);
+
+}  // namespace asbi::flows
