@@ -1,8 +1,23 @@
 #include "nn/layers.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <span>
+
 #include "autodiff/ops.hpp"
+#include "core/backend.hpp"
 
 namespace asbi::nn {
+namespace {
+
+// Uniform in ±bound, drawn like kaiming_uniform so that one rng gives one sequence of layers.
+Tensor uniform_tensor(const Shape& shape, double bound, core::Rng& rng, DType dtype) {
+  std::vector<double> values(static_cast<std::size_t>(shape.numel()));
+  for (double& v : values) v = bound * (2.0 * rng.uniform() - 1.0);
+  return Tensor::from(values, shape, dtype);
+}
+
+}  // namespace
 
 Var activate(Activation a, const Var& x) {
   switch (a) {
@@ -63,6 +78,147 @@ Var Mlp::forward(const Var& x) const {
     if (i + 1 < layers_.size()) h = activate(activation_, h);
   }
   return h;
+}
+
+// y = γ ⊙ (x - μ) / √(σ² + ε) + β over the last axis; the backward is ad::layer_norm's.
+LayerNorm::LayerNorm(std::int64_t features, DType dtype, double eps)
+    : features_(features),
+      eps_(eps),
+      weight_(param("weight", Tensor::full({std::max<std::int64_t>(features, 1)}, 1.0, dtype))),
+      bias_(param("bias", Tensor::zeros({std::max<std::int64_t>(features, 1)}, dtype))) {
+  if (features < 1)
+    throw core::ValueError(core::str("LayerNorm: features must be >= 1, got ", features));
+  if (!(eps > 0)) throw core::ValueError(core::str("LayerNorm: eps must be > 0, got ", eps));
+}
+
+Var LayerNorm::forward(const Var& x) const {
+  if (x.shape().rank() == 0 || x.shape().last() != features_)
+    throw core::ShapeError(core::str("LayerNorm: expected x of shape [..., ", features_,
+                                     "], got ", x.shape()));
+  return ad::layer_norm(x, weight_, bias_, eps_);
+}
+
+Dropout::Dropout(double p, std::uint64_t seed, std::uint64_t stream) : p_(p), rng_(seed, stream) {
+  if (!(p >= 0.0 && p <= 1.0))
+    throw core::ValueError(core::str("Dropout: p must be in [0, 1], got ", p));
+}
+
+// y = m ⊙ x with m_i = 1/(1 - p) when u_i ≥ p (probability 1 - p), else 0;  ∂L/∂x = m ⊙ ∂L/∂y
+// (a product with a constant mask, so ad::mul records the backward).
+Var Dropout::forward(const Var& x) const {
+  if (!training() || p_ == 0.0) return x;
+  const std::int64_t n = x.numel();
+  // One float32 uniform per element whatever x's dtype, so float32 and float64 inputs see the
+  // same mask. The block-aligned offset keeps successive masks disjoint.
+  Tensor u = Tensor::scratch(x.shape(), DType::f32, Device::cpu);
+  float* pu = u.data<float>();
+  core::fill_uniform(rng_.seed(), rng_.stream(), rng_.counter() * core::kFloatsPerBlock,
+                     std::span<float>(pu, static_cast<std::size_t>(n)));
+  rng_.skip((static_cast<std::uint64_t>(n) + core::kFloatsPerBlock - 1) / core::kFloatsPerBlock);
+  const double keep_scale = p_ < 1.0 ? 1.0 / (1.0 - p_) : 0.0;  // p = 1 drops everything
+  Tensor mask = u;
+  if (x.dtype() == DType::f32) {
+    const float scale = static_cast<float>(keep_scale), p = static_cast<float>(p_);
+    for (std::int64_t i = 0; i < n; ++i) pu[i] = pu[i] >= p ? scale : 0.0f;
+  } else {
+    mask = Tensor::scratch(x.shape(), DType::f64, Device::cpu);
+    double* pm = mask.data<double>();
+    for (std::int64_t i = 0; i < n; ++i) pm[i] = double(pu[i]) >= p_ ? keep_scale : 0.0;
+  }
+  return ad::mul(x, Var(mask.to(x.device())));
+}
+
+Var Sequential::forward(const Var& x) const {
+  Var h = x;
+  for (const Layer* layer : layers_) h = layer->forward(h);
+  return h;
+}
+
+ResidualBlock::ResidualBlock(std::int64_t features, std::int64_t context_features,
+                             core::Rng& rng, Activation activation, double dropout_probability,
+                             bool zero_initialization, DType dtype)
+    : features_(features),
+      context_features_(context_features),
+      activation_(activation),
+      // nflows registers the context layer first; keeping its order keeps the rng's order.
+      context_layer_(context_features > 0
+                         ? &child("context_layer", std::make_unique<Linear>(
+                                                       context_features, features, rng, true,
+                                                       dtype))
+                         : nullptr),
+      linear0_(child("linear0", std::make_unique<Linear>(features, features, rng, true, dtype))),
+      linear1_(child("linear1", std::make_unique<Linear>(features, features, rng, true, dtype))),
+      // The seed is drawn whatever the probability, so the parameters of later blocks do not
+      // depend on whether dropout is on.
+      dropout_(child("dropout", std::make_unique<Dropout>(dropout_probability, rng.next_u64()))) {
+  if (context_features < 0)
+    throw core::ValueError(core::str("ResidualBlock: context_features must be >= 0 (0: no "
+                                     "context), got ", context_features));
+  if (zero_initialization) {
+    // Near-zero residual branch: the block starts as (almost) the identity.
+    Parameter& w = linear1_.weight();
+    w.value().copy_from(uniform_tensor(w.value().shape(), 1e-3, rng, dtype));
+    Parameter& b = *linear1_.bias();
+    b.value().copy_from(uniform_tensor(b.value().shape(), 1e-3, rng, dtype));
+  }
+}
+
+// y = x + linear1(dropout(act(linear0(act(x))))) ⊙ sigmoid(context_layer(c))
+Var ResidualBlock::forward(const Var& x, const Var& context) const {
+  if (context_features_ > 0 && !context.defined())
+    throw core::ValueError(core::str("ResidualBlock: built for a context of ", context_features_,
+                                     " features, but none was given"));
+  if (context_features_ == 0 && context.defined())
+    throw core::ValueError(core::str("ResidualBlock: built without context, but a context of "
+                                     "shape ", context.shape(), " was given"));
+  Var t = linear0_(activate(activation_, x));
+  t = linear1_(dropout_(activate(activation_, t)));
+  // F.glu(cat(t, g), dim=1) = t ⊙ sigmoid(g): the gate halves never need to be concatenated.
+  if (context_layer_) t = ad::mul(t, ad::sigmoid((*context_layer_)(context)));
+  return ad::add(x, t);
+}
+
+ResidualNet::ResidualNet(std::int64_t in, std::int64_t out, std::int64_t hidden,
+                         std::int64_t context_features, int num_blocks, Activation activation,
+                         double dropout_probability, core::Rng& rng, DType dtype)
+    : in_(in),
+      out_(out),
+      context_features_(context_features),
+      // nflows' first layer reads x and the context side by side.
+      initial_layer_(child("initial_layer", std::make_unique<Linear>(
+                                                in + (context_features > 0 ? context_features : 0),
+                                                hidden, rng, true, dtype))) {
+  if (context_features < 0 || num_blocks < 0)
+    throw core::ValueError(core::str("ResidualNet: expected context_features >= 0 and "
+                                     "num_blocks >= 0, got ", context_features, " and ",
+                                     num_blocks));
+  for (int k = 0; k < num_blocks; ++k)
+    blocks_.push_back(&child(core::str("blocks.", k),
+                             std::make_unique<ResidualBlock>(hidden, context_features, rng,
+                                                             activation, dropout_probability,
+                                                             true, dtype)));
+  final_layer_ = &child("final_layer", std::make_unique<Linear>(hidden, out, rng, true, dtype));
+}
+
+Var ResidualNet::forward(const Var& x, const Var& context) const {
+  if (x.shape().rank() != 2 || x.dim(1) != in_)
+    throw core::ShapeError(core::str("ResidualNet: expected x of shape [B, ", in_, "], got ",
+                                     x.shape()));
+  if (context_features_ > 0) {
+    if (!context.defined())
+      throw core::ValueError(core::str("ResidualNet: built for a context of ", context_features_,
+                                       " features, but none was given"));
+    if (context.shape().rank() != 2 || context.dim(0) != x.dim(0) ||
+        context.dim(1) != context_features_)
+      throw core::ShapeError(core::str("ResidualNet: expected context of shape [", x.dim(0),
+                                       ", ", context_features_, "], got ", context.shape()));
+  } else if (context.defined()) {
+    throw core::ValueError(core::str("ResidualNet: built without context, but a context of "
+                                     "shape ", context.shape(), " was given"));
+  }
+  Var h = initial_layer_(context_features_ > 0 ? ad::concat({x, context}, 1) : x);
+  for (const ResidualBlock* block : blocks_) h = block->forward(h, context);
+  return (*final_layer_)(h);
 }
 
 }  // namespace asbi::nn
