@@ -52,7 +52,8 @@ Var concat(std::span<const Var> parts, int axis) {
   if (parts.empty()) throw core::ValueError("concat: expected at least one part, got none");
   axis = parts[0].shape().normalize_axis(axis);
   if (parts.size() <= 3) return concat3(parts, axis);
-  // A node holds three inputs; longer lists concatenate in groups, costing one extra copy each.
+  // Concatenation records at most three inputs per node; longer lists concatenate in groups,
+  // costing one extra copy each.
   std::vector<Var> rest{concat3(parts.first(3), axis)};
   rest.insert(rest.end(), parts.begin() + 3, parts.end());
   return concat(rest, axis);

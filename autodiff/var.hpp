@@ -63,7 +63,7 @@ using BackwardFn = void (*)(Node&);
 //   record(y, {.op = "exp", .inputs = {x}, .backward = [](Node& n) { ... }});
 struct Node {
   const char* op = "";
-  std::array<Var, 3> inputs{};           // an input without a node receives no gradient
+  std::array<Var, 4> inputs{};           // an input without a node receives no gradient
   std::array<Tensor, 2> saved{};         // what the backward needs beyond inputs and output
   std::array<double, 2> attr{};          // scalar attributes: slope, exponent, epsilon…
   int axis = 0;

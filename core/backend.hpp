@@ -36,6 +36,17 @@ const char* name(Unary op);
 enum class Binary : std::uint8_t { add, sub, mul, div };
 const char* name(Binary op);
 
+// The constants of a rational-quadratic spline (Durkan et al. 2019): K bins on [-B, B], identity
+// outside, each bin at least min_bin_width · 2B wide and min_bin_height · 2B high, every knot
+// derivative at least min_derivative. The per-element math is in core/spline_math.hpp.
+struct RqSplineParams {
+  int bins = 10;              // K
+  double tail_bound = 3.0;    // B
+  double min_bin_width = 1e-3;
+  double min_bin_height = 1e-3;
+  double min_derivative = 1e-3;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -113,6 +124,22 @@ class Backend {
   virtual void gather_rows(const Tensor& x, std::span<const std::int64_t> index, Tensor& y) = 0;
   virtual void scatter_add_rows(const Tensor& dy, std::span<const std::int64_t> index,
                                 Tensor& dx) = 0;
+
+  // --- flows ------------------------------------------------------------------------------
+  // The rational-quadratic spline, elementwise: x [...] (n elements); unnormalised widths and
+  // heights [..., K]; unnormalised interior knot derivatives [..., K - 1]. Writes y = s(x) and
+  // log_det = log s'(x) (inverse: x = s⁻¹(y) and -log s'(x)), both of x's shape.
+  virtual void rq_spline(const Tensor& x, const Tensor& widths, const Tensor& heights,
+                         const Tensor& derivatives, const RqSplineParams& p, bool inverse,
+                         Tensor& y, Tensor& log_det) = 0;
+  // dx, dwidths, dheights, dderivatives += the gradients of Σ dy ⊙ y + dlog_det ⊙ log_det, all
+  // recomputed from the inputs. dy or dlog_det may be undefined (read as zero); a null gradient
+  // is skipped.
+  virtual void rq_spline_backward(const Tensor& x, const Tensor& widths, const Tensor& heights,
+                                  const Tensor& derivatives, const RqSplineParams& p,
+                                  bool inverse, const Tensor& dy, const Tensor& dlog_det,
+                                  Tensor* dx, Tensor* dwidths, Tensor* dheights,
+                                  Tensor* dderivatives) = 0;
 };
 
 // The backend of a device; throws DeviceError when asbi was built without it.

@@ -102,6 +102,15 @@ class CudaBackend final : public core::Backend {
   void scatter_add_rows(const core::Tensor& dy, std::span<const std::int64_t> index,
                         core::Tensor& dx) override;
 
+  void rq_spline(const core::Tensor& x, const core::Tensor& widths, const core::Tensor& heights,
+                 const core::Tensor& derivatives, const core::RqSplineParams& p, bool inverse,
+                 core::Tensor& y, core::Tensor& log_det) override;
+  void rq_spline_backward(const core::Tensor& x, const core::Tensor& widths,
+                          const core::Tensor& heights, const core::Tensor& derivatives,
+                          const core::RqSplineParams& p, bool inverse, const core::Tensor& dy,
+                          const core::Tensor& dlog_det, core::Tensor* dx, core::Tensor* dwidths,
+                          core::Tensor* dheights, core::Tensor* dderivatives) override;
+
  private:
   cublasHandle_t cublas();  // created on first use
 

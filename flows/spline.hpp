@@ -20,7 +20,13 @@ struct SplineResult {
 };
 
 // x [N, D]; unnormalised widths and heights [N, D, K]; unnormalised interior derivatives
-// [N, D, K - 1] (the boundary derivatives are 1, matching the identity tails).
+// [N, D, K - 1] (the boundary derivatives are 1, matching the identity tails). x may have any
+// rank from 1 to 3, the parameters then x's shape followed by K or K - 1. Semantics of nflows'
+// unconstrained_rational_quadratic_spline(tails="linear"); math and gradients in docs/spline.md.
+// Records two nodes (value, and log_det on top of it) and runs one kernel each way. Throws
+// ShapeError naming the tensor whose shape does not fit, ValueError for options out of range
+// (bins in [2, 64], tail_bound > 0, min_bin_width · bins < 1, min_bin_height · bins < 1,
+// min_derivative ≥ 0).
 SplineResult rq_spline(const ad::Var& x, const ad::Var& widths, const ad::Var& heights,
                        const ad::Var& derivatives, const SplineOptions& options,
                        bool inverse = false);

@@ -93,6 +93,14 @@ class CpuBackend final : public Backend {
   void scatter_add_rows(const Tensor& dy, std::span<const std::int64_t> index,
                         Tensor& dx) override;
 
+  void rq_spline(const Tensor& x, const Tensor& widths, const Tensor& heights,
+                 const Tensor& derivatives, const RqSplineParams& p, bool inverse, Tensor& y,
+                 Tensor& log_det) override;
+  void rq_spline_backward(const Tensor& x, const Tensor& widths, const Tensor& heights,
+                          const Tensor& derivatives, const RqSplineParams& p, bool inverse,
+                          const Tensor& dy, const Tensor& dlog_det, Tensor* dx, Tensor* dwidths,
+                          Tensor* dheights, Tensor* dderivatives) override;
+
  private:
   // gemm on as many threads as OpenMP allows at the call.
   void gemm_product(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,
