@@ -28,7 +28,7 @@ class Standardizer {
   // σ floored at min_std. Throws on fewer than 2 rows, no columns, or a non-finite entry (named
   // by row and column). μ and σ keep the data's dtype and device.
   static Standardizer fit(const Tensor& data, double min_std = default_min_std);
-  // The identity on D features (μ = 0, σ = 1): a placeholder to load a checkpoint into.
+  // The identity on D features (μ = 0, σ = 1): the shape that stored statistics load into.
   static Standardizer identity(std::int64_t features, DType dtype = DType::f32,
                                Device device = Device::cpu);
   // From stored statistics, both [D] with one dtype and σ > 0; copies them.

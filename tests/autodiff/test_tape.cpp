@@ -2,6 +2,8 @@
 // steady-state training step allocates nothing.
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -23,18 +25,7 @@ using core::DtypeError;
 using core::ShapeError;
 using core::StateError;
 
-// Runs `f` expecting an exception of type E whose message contains every one of `parts`.
-template <typename E, typename F>
-void expect_error_naming(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an exception, none was thrown";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    for (const std::string& p : parts)
-      EXPECT_NE(what.find(p), std::string::npos) << "'" << p << "' missing from: " << what;
-  }
-}
+using asbi::test_util::expect_error_naming;
 
 Tensor f64(std::initializer_list<double> v, const Shape& s) {
   return Tensor::from(v, s, DType::f64);

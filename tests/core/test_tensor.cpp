@@ -1,6 +1,8 @@
 // Tensor handles, views, copies, host access, and shape arithmetic.
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -11,18 +13,7 @@
 namespace asbi::core {
 namespace {
 
-// Runs `f` expecting an exception of type E whose message contains every one of `parts`.
-template <typename E, typename F>
-void expect_error_naming(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an exception, none was thrown";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    for (const std::string& p : parts)
-      EXPECT_NE(what.find(p), std::string::npos) << "'" << p << "' missing from: " << what;
-  }
-}
+using asbi::test_util::expect_error_naming;
 
 std::int64_t allocations() { return memory_stats().allocations; }
 

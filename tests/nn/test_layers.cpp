@@ -3,6 +3,8 @@
 // dropout's statistics and reproducibility, and the errors that name what was expected.
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -19,17 +21,7 @@ namespace {
 
 constexpr double kTolerance = 1e-6;
 
-template <typename E, typename F>
-void expect_error_naming(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an exception, none was thrown";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    for (const std::string& p : parts)
-      EXPECT_NE(what.find(p), std::string::npos) << "'" << p << "' missing from: " << what;
-  }
-}
+using asbi::test_util::expect_error_naming;
 
 // Values in [-1.5, 1.5) that no two entries share, from a fixed sequence.
 Tensor input(const Shape& shape, std::uint64_t seed, DType dtype = DType::f64) {

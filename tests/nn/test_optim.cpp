@@ -3,6 +3,8 @@
 // no allocation in a steady-state step; and the errors.
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <array>
 #include <cmath>
 #include <string>
@@ -17,17 +19,7 @@
 namespace asbi::nn {
 namespace {
 
-template <typename E, typename F>
-void expect_error_naming(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an exception, none was thrown";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    for (const std::string& p : parts)
-      EXPECT_NE(what.find(p), std::string::npos) << "'" << p << "' missing from: " << what;
-  }
-}
+using asbi::test_util::expect_error_naming;
 
 // The tiny problem: L(θ) = Σ_i a_i (θ_i - c_i)², so ∇L = 2 a ⊙ (θ - c), over two parameters
 // ("w" with 3 entries and "b" with 1) that share the formula.

@@ -2,6 +2,8 @@
 // plateau bookkeeping (patience, threshold, cooldown, min_lr), and resumption from state().
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -13,17 +15,7 @@
 namespace asbi::nn {
 namespace {
 
-template <typename E, typename F>
-void expect_error_naming(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an exception, none was thrown";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    for (const std::string& p : parts)
-      EXPECT_NE(what.find(p), std::string::npos) << "'" << p << "' missing from: " << what;
-  }
-}
+using asbi::test_util::expect_error_naming;
 
 // One parameter is all an optimizer needs to hold a learning rate.
 struct Fixture {

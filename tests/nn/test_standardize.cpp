@@ -2,6 +2,8 @@
 // gradient, checkpoint state, and errors that say what was expected.
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <cmath>
 #include <limits>
 #include <string>
@@ -15,17 +17,7 @@
 namespace asbi::nn {
 namespace {
 
-template <typename E, typename F>
-void expect_error_naming(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an exception, none was thrown";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    for (const std::string& p : parts)
-      EXPECT_NE(what.find(p), std::string::npos) << "'" << p << "' missing from: " << what;
-  }
-}
+using asbi::test_util::expect_error_naming;
 
 // Four rows, three columns; column 2 is constant.
 Tensor data(DType dtype = DType::f64) {
@@ -110,7 +102,7 @@ TEST(Standardize, StoredStatisticsReproduceTheFit) {
   EXPECT_EQ(stored.mean().to_vector(), fitted.mean().to_vector());
   EXPECT_EQ(stored.log_abs_det(), fitted.log_abs_det());
 
-  // A placeholder loaded in place, as a checkpoint does through state().
+  // An identity standardizer loaded in place, as a checkpoint does through state().
   Standardizer loaded = Standardizer::identity(3, DType::f64);
   EXPECT_EQ(loaded.log_abs_det(), 0.0);
   Standardizer source = Standardizer::fit(data(), 1e-3);
