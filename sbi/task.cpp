@@ -1,0 +1,437 @@
+#include "sbi/task.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <numbers>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace asbi::sbi {
+
+namespace {
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+const double kLog2Pi = std::log(2.0 * std::numbers::pi);
+
+// log N(x; m, var) for one coordinate.
+double log_normal_1d(double x, double m, double var) {
+  const double d = x - m;
+  return -0.5 * d * d / var - 0.5 * std::log(var) - 0.5 * kLog2Pi;
+}
+
+double log_sum_exp(double a, double b) {
+  const double m = std::max(a, b);
+  if (m == kNegInf) return kNegInf;
+  return m + std::log(std::exp(a - m) + std::exp(b - m));
+}
+
+double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
+
+std::shared_ptr<const Prior> box(std::int64_t d, double low, double high) {
+  return std::make_shared<BoxUniform>(std::vector<double>(static_cast<std::size_t>(d), low),
+                                      std::vector<double>(static_cast<std::size_t>(d), high));
+}
+
+std::shared_ptr<const Simulator> row_simulator(std::int64_t d, std::int64_t xd,
+                                               CallableSimulator::RowFn fn) {
+  return std::make_shared<CallableSimulator>(CallableSimulator::per_row(d, xd, std::move(fn)));
+}
+
+// x | θ ~ N(θ, 0.1 I): sbibm's "scale" 0.1 is the variance (TASKS.md NOTE).
+constexpr double kLinearVar = 0.1;
+
+void gaussian_linear_sim(std::span<const double> theta, std::span<double> x, core::Rng& rng) {
+  const double sd = std::sqrt(kLinearVar);
+  for (std::size_t j = 0; j < theta.size(); ++j) x[j] = theta[j] + sd * rng.normal();
+}
+
+double gaussian_linear_ll(std::span<const double> theta, std::span<const double> x) {
+  double ll = 0;
+  for (std::size_t j = 0; j < theta.size(); ++j) ll += log_normal_1d(x[j], theta[j], kLinearVar);
+  return ll;
+}
+
+std::unique_ptr<Task> gaussian_linear(const std::string& name, std::shared_ptr<const Prior> p) {
+  return std::make_unique<Task>(name, std::move(p), row_simulator(10, 10, gaussian_linear_sim),
+                                gaussian_linear_ll);
+}
+
+// Two moons: a ~ U(-π/2, π/2), r ~ N(0.1, 0.01²), p = (r cos a + 0.25, r sin a), then the
+// rotated θ shifts p.
+void two_moons_sim(std::span<const double> theta, std::span<double> x, core::Rng& rng) {
+  const double a = std::numbers::pi * (rng.uniform() - 0.5);
+  const double r = 0.1 + 0.01 * rng.normal();
+  const double z1 = (theta[0] + theta[1]) / std::numbers::sqrt2;
+  const double z2 = (theta[1] - theta[0]) / std::numbers::sqrt2;
+  x[0] = r * std::cos(a) + 0.25 - std::abs(z1);
+  x[1] = r * std::sin(a) + z2;
+}
+
+// The exact density: p is (r, a) in polar form around (0.25, 0), so p(x | θ) =
+// N(r; 0.1, 0.01²) · (1/π) / r (sbibm drops the 1/(π r); see TASKS.md).
+double two_moons_ll(std::span<const double> theta, std::span<const double> x) {
+  const double z1 = (theta[0] + theta[1]) / std::numbers::sqrt2;
+  const double z2 = (theta[1] - theta[0]) / std::numbers::sqrt2;
+  const double u = x[0] + std::abs(z1) - 0.25;
+  const double v = x[1] - z2;
+  if (!(u > 0)) return kNegInf;  // the angle lies in (-π/2, π/2)
+  const double r = std::hypot(u, v);
+  return log_normal_1d(r, 0.1, 0.01 * 0.01) - std::log(std::numbers::pi * r);
+}
+
+// SLCP: four iid draws from N(m, Σ) with m = θ1:2, stds θ3², θ4², correlation tanh θ5.
+struct SlcpGaussian {
+  double m0, m1, s00, s01, s11;
+  explicit SlcpGaussian(std::span<const double> t) : m0(t[0]), m1(t[1]) {
+    const double s1 = t[2] * t[2], s2 = t[3] * t[3], rho = std::tanh(t[4]);
+    s00 = s1 * s1 + 1e-6;
+    s01 = rho * s1 * s2;
+    s11 = s2 * s2 + 1e-6;
+  }
+};
+
+void slcp_sim(std::span<const double> theta, std::span<double> x, core::Rng& rng) {
+  const SlcpGaussian g(theta);
+  const double l00 = std::sqrt(g.s00), l10 = g.s01 / l00;
+  const double l11 = std::sqrt(std::max(g.s11 - l10 * l10, 0.0));
+  for (std::size_t k = 0; k < 4; ++k) {
+    const double a = rng.normal(), b = rng.normal();
+    x[2 * k] = g.m0 + l00 * a;
+    x[2 * k + 1] = g.m1 + l10 * a + l11 * b;
+  }
+}
+
+double slcp_ll(std::span<const double> theta, std::span<const double> x) {
+  const SlcpGaussian g(theta);
+  const double det = g.s00 * g.s11 - g.s01 * g.s01;
+  if (!(det > 0)) return kNegInf;
+  double ll = 0;
+  for (std::size_t k = 0; k < 4; ++k) {
+    const double d0 = x[2 * k] - g.m0, d1 = x[2 * k + 1] - g.m1;
+    const double q = (g.s11 * d0 * d0 - 2 * g.s01 * d0 * d1 + g.s00 * d1 * d1) / det;
+    ll += -0.5 * q - 0.5 * std::log(det) - kLog2Pi;
+  }
+  return ll;
+}
+
+// Gaussian mixture: each simulation picks its own component (the pre-v1.1.0 shared-index bug is
+// not reproduced), std 1 or 0.1 with probability ½ each.
+void gaussian_mixture_sim(std::span<const double> theta, std::span<double> x, core::Rng& rng) {
+  const double sd = rng.uniform() < 0.5 ? 1.0 : 0.1;
+  for (std::size_t j = 0; j < 2; ++j) x[j] = theta[j] + sd * rng.normal();
+}
+
+double gaussian_mixture_ll(std::span<const double> theta, std::span<const double> x) {
+  double wide = std::log(0.5), narrow = std::log(0.5);
+  for (std::size_t j = 0; j < 2; ++j) {
+    wide += log_normal_1d(x[j], theta[j], 1.0);
+    narrow += log_normal_1d(x[j], theta[j], 0.01);
+  }
+  return log_sum_exp(wide, narrow);
+}
+
+// Bernoulli GLM stimulus I_t: numpy RandomState(42).randn(100) as float32
+// (shared/reference/sbibm/bernoulli_glm/stimulus_I.csv), small enough to embed.
+constexpr std::array<double, 100> kStimulus = {
+    0.496714145,   -0.138264298, 0.647688568,   1.5230298,    -0.234153375, -0.234136954,
+    1.57921278,    0.767434716,  -0.469474375,  0.542560041,  -0.463417679, -0.465729743,
+    0.241962269,   -1.91328025,  -1.72491789,   -0.562287509, -1.01283109,  0.31424734,
+    -0.908024073,  -1.41230369,  1.46564877,    -0.2257763,   0.0675282031, -1.42474818,
+    -0.544382751,  0.11092259,   -1.15099359,   0.37569803,   -0.600638688, -0.291693747,
+    -0.601706624,  1.85227823,   -0.013497225,  -1.05771089,  0.822544932,  -1.22084367,
+    0.208863601,   -1.95967007,  -1.32818604,   0.196861237,  0.738466561,  0.171368286,
+    -0.115648285,  -0.301103681, -1.47852194,   -0.719844222, -0.460638762, 1.05712223,
+    0.343618304,   -1.76304018,  0.324083984,   -0.385082275, -0.676922023, 0.611676276,
+    1.03099954,    0.931280136,  -0.839217544,  -0.309212387, 0.331263423,  0.975545108,
+    -0.479174227,  -0.185658976, -1.10633492,   -1.19620657,  0.812525809,  1.35624003,
+    -0.0720101222, 1.00353289,   0.361636013,   -0.645119727, 0.361395597,  1.53803658,
+    -0.0358260386, 1.56464362,   -2.61974502,   0.821902514,  0.0870470703, -0.299007356,
+    0.0917607769,  -1.98756886,  -0.21967189,   0.357112557,  1.47789407,   -0.518270195,
+    -0.808493614,  -0.501757026, 0.915402114,   0.328751117,  -0.529760182, 0.513267457,
+    0.0970775485,  0.968644977,  -0.70205307,   -0.32766214,  -0.392108142, -1.46351492,
+    0.296120286,   0.261055261,  0.00511345686, -0.234587133,
+};
+constexpr std::size_t kGlmT = 100, kGlmD = 10;
+
+// Design matrix X [100, 10]: a column of ones, then I_{t-j} for j = 0..8 (0 before the start).
+std::vector<double> glm_design() {
+  std::vector<double> x(kGlmT * kGlmD, 0.0);
+  for (std::size_t t = 0; t < kGlmT; ++t) {
+    x[t * kGlmD] = 1.0;
+    for (std::size_t j = 0; j < 9; ++j)
+      if (t >= j) x[t * kGlmD + j + 1] = kStimulus[t - j];
+  }
+  return x;
+}
+
+// Prior N(0, B) with precision B⁻¹ = blockdiag(0.5, FᵀF), F = D·D + diag(√(i/9)), D the 9×9
+// first-difference matrix.
+std::shared_ptr<const Prior> glm_prior() {
+  constexpr std::size_t n = 9;
+  std::vector<double> f(n * n, 0.0);
+  for (std::size_t i = 0; i < n; ++i) {
+    f[i * n + i] = 1.0 + std::sqrt(static_cast<double>(i) / 9.0);
+    if (i >= 1) f[i * n + i - 1] = -2.0;
+    if (i >= 2) f[i * n + i - 2] = 1.0;
+  }
+  std::vector<double> prec(kGlmD * kGlmD, 0.0);
+  prec[0] = 0.5;
+  for (std::size_t a = 0; a < n; ++a)
+    for (std::size_t b = 0; b < n; ++b) {
+      double s = 0;
+      for (std::size_t k = 0; k < n; ++k) s += f[k * n + a] * f[k * n + b];
+      prec[(a + 1) * kGlmD + b + 1] = s;
+    }
+  return std::make_shared<Gaussian>(
+      Gaussian::from_precision(std::vector<double>(kGlmD, 0.0), prec));
+}
+
+std::unique_ptr<Task> bernoulli_glm(bool raw) {
+  auto design = std::make_shared<const std::vector<double>>(glm_design());
+  auto psi = [design](std::span<const double> theta, std::size_t t) {
+    double s = 0;
+    for (std::size_t j = 0; j < kGlmD; ++j) s += (*design)[t * kGlmD + j] * theta[j];
+    return s;
+  };
+  // y_t ~ Bernoulli(sigmoid(ψ_t)); x = y (raw) or the sufficient statistic Xᵀy.
+  auto sim = [design, psi, raw](std::span<const double> theta, std::span<double> x,
+                                core::Rng& rng) {
+    if (!raw)
+      for (double& v : x) v = 0;
+    for (std::size_t t = 0; t < kGlmT; ++t) {
+      const double y = rng.uniform() < 1.0 / (1.0 + std::exp(-psi(theta, t))) ? 1.0 : 0.0;
+      if (raw) {
+        x[t] = y;
+      } else {
+        for (std::size_t j = 0; j < kGlmD; ++j) x[j] += y * (*design)[t * kGlmD + j];
+      }
+    }
+  };
+  // log p(y | θ) = Σ_t y_t ψ_t - log(1 + e^ψ_t); with x = Xᵀy this is θᵀx - Σ_t softplus(ψ_t).
+  auto ll = [psi, raw](std::span<const double> theta, std::span<const double> x) {
+    double s = 0;
+    for (std::size_t t = 0; t < kGlmT; ++t) {
+      const double p = psi(theta, t);
+      s -= softplus(p);
+      if (raw) s += x[t] * p;
+    }
+    if (!raw)
+      for (std::size_t j = 0; j < kGlmD; ++j) s += theta[j] * x[j];
+    return s;
+  };
+  const std::int64_t xd = raw ? static_cast<std::int64_t>(kGlmT) : static_cast<std::int64_t>(kGlmD);
+  return std::make_unique<Task>(raw ? "bernoulli_glm_raw" : "bernoulli_glm", glm_prior(),
+                                row_simulator(10, xd, sim), ll);
+}
+
+// SLCP with distractors: the 8 SLCP values and 92 draws from a fixed mixture of 20
+// multivariate Student-t (df 2), permuted by a fixed permutation. The mixture and permutation
+// are sbibm's data files (slcp/ in the reference folder).
+struct Distractors {
+  static constexpr std::size_t kDim = 92, kComponents = 20;
+  std::vector<double> weights, df, loc, tril;  // loc [20, 92], tril [20, 92, 92]
+  std::vector<std::size_t> permutation;        // x_out[j] = concat[permutation[j]]
+};
+
+std::vector<std::vector<double>> rows_of_width(const std::filesystem::path& path, std::size_t rows,
+                                               std::size_t width) {
+  auto r = read_reference_rows(path);
+  if (r.size() != rows)
+    throw core::IoError(core::str(path.string(), ": expected ", rows, " rows, got ", r.size()));
+  for (const auto& v : r)
+    if (v.size() != width)
+      throw core::IoError(
+          core::str(path.string(), ": expected ", width, " columns, got ", v.size()));
+  return r;
+}
+
+std::shared_ptr<const Distractors> load_distractors() {
+  const std::filesystem::path dir = sbibm_reference_dir() / "slcp";
+  auto d = std::make_shared<Distractors>();
+  constexpr std::size_t n = Distractors::kDim, k = Distractors::kComponents;
+  for (const auto& r : rows_of_width(dir / "distractor_mixture_weights_df.csv", k, 3)) {
+    d->weights.push_back(r[1]);
+    d->df.push_back(r[2]);
+  }
+  for (const auto& r : rows_of_width(dir / "distractor_loc.csv", k, n))
+    d->loc.insert(d->loc.end(), r.begin(), r.end());
+  d->tril.assign(k * n * n, 0.0);
+  // Long form: component, row, then the 92 entries of that row of L_component.
+  for (const auto& r : rows_of_width(dir / "distractor_scale_tril.csv", k * n, n + 2)) {
+    const auto c = static_cast<std::size_t>(r[0]), i = static_cast<std::size_t>(r[1]);
+    if (c >= k || i >= n)
+      throw core::IoError(core::str((dir / "distractor_scale_tril.csv").string(), ": component ", c,
+                                    " row ", i, " out of range"));
+    std::copy(r.begin() + 2, r.end(),
+              d->tril.begin() + static_cast<std::ptrdiff_t>((c * n + i) * n));
+  }
+  std::vector<bool> seen(n + 8, false);
+  for (const auto& r : rows_of_width(dir / "permutation_idx.csv", n + 8, 1)) {
+    const auto j = static_cast<std::size_t>(r[0]);
+    if (r[0] < 0 || j >= n + 8 || seen[j])
+      throw core::IoError(core::str((dir / "permutation_idx.csv").string(),
+                                    ": expected a permutation of 0..99, got entry ", r[0]));
+    seen[j] = true;
+    d->permutation.push_back(j);
+  }
+  return d;
+}
+
+std::unique_ptr<Task> slcp_distractors() {
+  std::shared_ptr<const Distractors> d = load_distractors();
+  auto sim = [d](std::span<const double> theta, std::span<double> x, core::Rng& rng) {
+    constexpr std::size_t n = Distractors::kDim;
+    std::array<double, n + 8> concat{};
+    slcp_sim(theta, std::span<double>(concat).first(8), rng);
+    // Multivariate t: loc + L z · √(df / w), w ~ χ²(df) = 2 · Gamma(df / 2).
+    const std::size_t c = rng.categorical(d->weights);
+    const double w = 2.0 * rng.gamma(d->df[c] / 2.0);
+    const double scale = std::sqrt(d->df[c] / w);
+    std::array<double, n> z{};
+    for (double& v : z) v = rng.normal();
+    for (std::size_t i = 0; i < n; ++i) {
+      double s = 0;
+      for (std::size_t k = 0; k <= i; ++k) s += d->tril[(c * n + i) * n + k] * z[k];
+      concat[8 + i] = d->loc[c * n + i] + scale * s;
+    }
+    for (std::size_t j = 0; j < n + 8; ++j) x[j] = concat[d->permutation[j]];
+  };
+  return std::make_unique<Task>("slcp_distractors", box(5, -3, 3), row_simulator(5, 100, sim));
+}
+
+}  // namespace
+
+Task::Task(std::string name, std::shared_ptr<const Prior> prior,
+           std::shared_ptr<const Simulator> simulator, LikelihoodFn log_likelihood)
+    : name_(std::move(name)),
+      prior_(std::move(prior)),
+      simulator_(std::move(simulator)),
+      log_likelihood_(std::move(log_likelihood)) {
+  if (!prior_ || !simulator_)
+    throw core::ValueError(core::str("Task ", name_, ": expected a prior and a simulator"));
+  if (prior_->dim() != simulator_->theta_dim())
+    throw core::ValueError(core::str("Task ", name_, ": prior dimension ", prior_->dim(),
+                                     " differs from the simulator's theta_dim ",
+                                     simulator_->theta_dim()));
+}
+
+double Task::log_likelihood(std::span<const double> theta, std::span<const double> x_obs) const {
+  if (!log_likelihood_)
+    throw core::StateError(core::str("Task ", name_, " has no tractable likelihood"));
+  if (static_cast<std::int64_t>(theta.size()) != theta_dim() ||
+      static_cast<std::int64_t>(x_obs.size()) != x_dim())
+    throw core::ShapeError(core::str("Task ", name_, "::log_likelihood: expected theta of ",
+                                     theta_dim(), " and x of ", x_dim(), " values, got ",
+                                     theta.size(), " and ", x_obs.size()));
+  return log_likelihood_(theta, x_obs);
+}
+
+std::vector<double> Task::log_likelihood(const Tensor& theta, std::span<const double> x_obs) const {
+  if (!theta.defined() || theta.rank() != 2 || theta.dim(1) != theta_dim())
+    throw core::ShapeError(
+        core::str("Task ", name_, "::log_likelihood: expected theta [n, ", theta_dim(), "]"));
+  const std::vector<double> v = theta.to_vector();
+  const auto d = static_cast<std::size_t>(theta_dim());
+  std::vector<double> out(static_cast<std::size_t>(theta.dim(0)));
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = log_likelihood(std::span<const double>(v).subspan(i * d, d), x_obs);
+  return out;
+}
+
+std::vector<std::string> task_names() {
+  return {"gaussian_linear",  "gaussian_linear_uniform", "two_moons",     "slcp",
+          "slcp_distractors", "gaussian_mixture",        "bernoulli_glm", "bernoulli_glm_raw"};
+}
+
+std::unique_ptr<Task> make_task(const std::string& name) {
+  if (name == "gaussian_linear") {
+    std::vector<double> cov(100, 0.0);
+    for (std::size_t i = 0; i < 10; ++i) cov[i * 10 + i] = 0.1;  // 0.1 is the variance
+    return gaussian_linear(name, std::make_shared<Gaussian>(std::vector<double>(10, 0.0), cov));
+  }
+  if (name == "gaussian_linear_uniform") return gaussian_linear(name, box(10, -1, 1));
+  if (name == "two_moons")
+    return std::make_unique<Task>(name, box(2, -1, 1), row_simulator(2, 2, two_moons_sim),
+                                  two_moons_ll);
+  if (name == "slcp")
+    return std::make_unique<Task>(name, box(5, -3, 3), row_simulator(5, 8, slcp_sim), slcp_ll);
+  if (name == "slcp_distractors") return slcp_distractors();
+  if (name == "gaussian_mixture")
+    return std::make_unique<Task>(name, box(2, -10, 10), row_simulator(2, 2, gaussian_mixture_sim),
+                                  gaussian_mixture_ll);
+  if (name == "bernoulli_glm") return bernoulli_glm(false);
+  if (name == "bernoulli_glm_raw") return bernoulli_glm(true);
+  std::string known;
+  for (const std::string& n : task_names()) known += (known.empty() ? "" : ", ") + n;
+  throw core::ValueError(core::str("make_task: unknown task '", name, "'; known tasks: ", known));
+}
+
+std::filesystem::path sbibm_reference_dir() {
+  const char* env = std::getenv("ASBI_REFERENCE_DIR");
+  if (env == nullptr || *env == '\0')
+    throw core::IoError("ASBI_REFERENCE_DIR is not set; expected the folder holding sbibm/");
+  const std::filesystem::path dir = std::filesystem::path(env) / "sbibm";
+  if (!std::filesystem::is_directory(dir))
+    throw core::IoError(core::str("sbibm reference folder not found: ", dir.string()));
+  return dir;
+}
+
+std::vector<std::vector<double>> read_reference_rows(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw core::IoError(core::str("cannot open reference file ", path.string()));
+  std::vector<std::vector<double>> rows;
+  std::string line;
+  std::getline(in, line);  // header
+  for (std::size_t line_no = 2; std::getline(in, line); ++line_no) {
+    if (line.empty()) continue;
+    std::vector<double> row;
+    std::stringstream fields(line);
+    std::string field;
+    while (std::getline(fields, field, ',')) {
+      char* end = nullptr;
+      const double v = std::strtod(field.c_str(), &end);
+      if (field.empty() || end != field.c_str() + field.size())
+        throw core::IoError(
+            core::str(path.string(), " line ", line_no, ": expected a number, got '", field, "'"));
+      row.push_back(v);
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+namespace {
+
+std::vector<double> single_row(const std::filesystem::path& path) {
+  auto rows = read_reference_rows(path);
+  if (rows.size() != 1)
+    throw core::IoError(core::str(path.string(), ": expected 1 data row, got ", rows.size()));
+  return rows[0];
+}
+
+}  // namespace
+
+std::vector<double> reference_observation(const std::string& task, int k) {
+  const std::string obs = "num_observation_" + std::to_string(k);
+  const std::filesystem::path dir = sbibm_reference_dir();
+  if (task == "bernoulli_glm_raw")
+    return single_row(dir / "bernoulli_glm" / obs / "observation_raw.csv");
+  if (task == "slcp_distractors")
+    return single_row(dir / "slcp" / obs / "observation_distractors.csv");
+  return single_row(dir / task / obs / "observation.csv");
+}
+
+std::vector<double> reference_true_parameters(const std::string& task, int k) {
+  const std::string obs = "num_observation_" + std::to_string(k);
+  std::string folder = task;
+  if (task == "bernoulli_glm_raw") folder = "bernoulli_glm";
+  if (task == "slcp_distractors") folder = "slcp";
+  return single_row(sbibm_reference_dir() / folder / obs / "true_parameters.csv");
+}
+
+}  // namespace asbi::sbi
