@@ -41,6 +41,7 @@ Tensor Tensor::from(std::span<const double> values, const Shape& shape, DType dt
     throw ShapeError(str("Tensor::from: shape ", shape, " needs ", shape.numel(), " values, got ",
                          values.size()));
   Tensor t = empty(shape, dtype);
+  if (values.empty()) return t;  // memcpy from an empty span's null pointer is undefined
   if (dtype == DType::f64) {
     std::memcpy(t.data_, values.data(), values.size() * sizeof(double));
   } else {
@@ -105,6 +106,7 @@ void Tensor::copy_from(const Tensor& src) {
 std::vector<double> Tensor::to_vector() const {
   Tensor host = to(Device::cpu);
   std::vector<double> out(static_cast<std::size_t>(numel()));
+  if (out.empty()) return out;
   if (dtype_ == DType::f64) {
     std::memcpy(out.data(), host.raw(), bytes());
   } else {
