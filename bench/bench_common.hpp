@@ -79,4 +79,18 @@ inline void report_threads(benchmark::State& state) {
   state.counters["threads"] = omp_get_max_threads();
 }
 
+// Mean seconds per call of f over at least `min_seconds`, after one warm-up call: the baselines
+// that benchmarks report their counters against.
+template <typename F>
+double seconds_per_call(F&& f, double min_seconds = 0.1) {
+  f();
+  std::int64_t calls = 0;
+  WallClock clock;
+  while (clock.seconds() < min_seconds) {
+    for (int i = 0; i < 10; ++i) f();
+    calls += 10;
+  }
+  return clock.seconds() / static_cast<double>(calls);
+}
+
 }  // namespace asbi::bench

@@ -111,19 +111,6 @@ struct MatmulOnly {
   }
 };
 
-// Mean seconds per call of f over at least `min_seconds`, after one warm-up call.
-template <typename F>
-double seconds_per_call(F&& f, double min_seconds = 0.2) {
-  f();
-  std::int64_t calls = 0;
-  bench::WallClock clock;
-  while (clock.seconds() < min_seconds) {
-    for (int i = 0; i < 10; ++i) f();
-    calls += 10;
-  }
-  return clock.seconds() / static_cast<double>(calls);
-}
-
 void report(benchmark::State& state, std::int64_t H, double seconds) {
   const double per_step = seconds / static_cast<double>(state.iterations());
   const double gflops = step_flops(H) / per_step * 1e-9;
@@ -139,7 +126,7 @@ void BM_mlp_step(benchmark::State& state) {
   const Tensor y = bench::random_tensor({B, X_out}, -1, 1, 2);
   train_step(mlp, x, y);  // warm-up: grows the arena to one step's size
   MatmulOnly mm(H);
-  const double matmul_seconds = seconds_per_call([&] { mm.run(); });
+  const double matmul_seconds = bench::seconds_per_call([&] { mm.run(); }, 0.2);
 
   bench::report_allocations(state, [&] { train_step(mlp, x, y); });
   bench::WallClock clock;

@@ -77,22 +77,10 @@ struct KernelsOnly {
   }
 };
 
-template <typename F>
-double seconds_per_call(F&& f, double min_seconds = 0.1) {
-  f();
-  std::int64_t calls = 0;
-  bench::WallClock clock;
-  while (clock.seconds() < min_seconds) {
-    for (int i = 0; i < 10; ++i) f();
-    calls += 10;
-  }
-  return clock.seconds() / static_cast<double>(calls);
-}
-
 double kernels_ns_per_op(std::int64_t numel, bool with_backward) {
   KernelsOnly k(numel);
-  const double s = with_backward ? seconds_per_call([&] { k.forward(), k.backward(); })
-                                 : seconds_per_call([&] { k.forward(); });
+  const double s = with_backward ? bench::seconds_per_call([&] { k.forward(), k.backward(); })
+                                 : bench::seconds_per_call([&] { k.forward(); });
   return s / chain_length * 1e9;
 }
 

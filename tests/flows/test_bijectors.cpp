@@ -10,6 +10,8 @@
 // statement about well-conditioned maps; float64 checks the algebra to 1e-10).
 #include <gtest/gtest.h>
 
+#include "flows/flow_test_util.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <ostream>
@@ -32,23 +34,8 @@ using core::DType;
 constexpr std::int64_t kContext = 3;
 constexpr std::int64_t kRows = 7;
 
-// Adds N(0, scale²) to every parameter (drawn from its own Philox stream).
-void perturb(nn::Module& m, double scale, std::uint64_t seed) {
-  core::Rng rng(seed, 99);
-  for (const nn::NamedParameter& p : m.parameters()) {
-    Tensor& v = p.parameter->value();
-    std::vector<double> x = v.to_vector();
-    for (double& e : x) e += scale * rng.normal();
-    v.copy_from(Tensor::from(x, v.shape(), v.dtype()));
-  }
-}
-
-Tensor normal_tensor(const core::Shape& shape, double scale, DType dtype, std::uint64_t seed) {
-  core::Rng rng(seed, 5);
-  std::vector<double> v(static_cast<std::size_t>(shape.numel()));
-  for (double& e : v) e = scale * rng.normal();
-  return Tensor::from(v, shape, dtype);
-}
+using test_util::normal_tensor;
+using test_util::perturb;
 
 struct Kind {
   std::string name;

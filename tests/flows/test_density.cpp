@@ -10,6 +10,8 @@
 // (sanitizer builds).
 #include <gtest/gtest.h>
 
+#include "flows/flow_test_util.hpp"
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -41,22 +43,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void perturb(nn::Module& m, double scale, std::uint64_t seed) {
-  core::Rng rng(seed, 99);
-  for (const nn::NamedParameter& p : m.parameters()) {
-    Tensor& v = p.parameter->value();
-    std::vector<double> x = v.to_vector();
-    for (double& e : x) e += scale * rng.normal();
-    v.copy_from(Tensor::from(x, v.shape(), v.dtype()));
-  }
-}
-
-Tensor normal_tensor(const core::Shape& shape, double scale, DType dtype, std::uint64_t seed) {
-  core::Rng rng(seed, 5);
-  std::vector<double> v(static_cast<std::size_t>(shape.numel()));
-  for (double& e : v) e = scale * rng.normal();
-  return Tensor::from(v, shape, dtype);
-}
+using test_util::normal_tensor;
+using test_util::perturb;
 
 // ad::gradcheck's weights, so that every output element is exercised with its own weight.
 double weight(std::size_t i) { return (i % 2 ? -1.0 : 1.0) * (0.5 + double(i % 7) / 7); }
