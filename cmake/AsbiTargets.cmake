@@ -14,6 +14,8 @@ endfunction()
 function(asbi_add_library layer)
   cmake_parse_arguments(ARG "" "" "DEPS;PRIVATE_DEPS" ${ARGN})
   file(GLOB_RECURSE sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/${layer}/*.cpp)
+  # <layer>/cli/ holds a program built on the library, not part of it.
+  list(FILTER sources EXCLUDE REGEX "/${layer}/cli/")
   if(NOT sources)
     # A layer whose code is still to come: a header-only target, so dependents link it already.
     add_library(asbi_${layer} INTERFACE)

@@ -129,23 +129,29 @@ std::uint64_t simulator_seed(std::uint64_t seed) {
 Dataset simulate_dataset(const Prior& prior, const Simulator& simulator, std::int64_t n,
                          std::uint64_t seed, DType dtype, std::int64_t batch_size) {
   if (n <= 0) throw core::ValueError(core::str("simulate_dataset: expected n > 0, got ", n));
-  if (batch_size <= 0)
-    throw core::ValueError(
-        core::str("simulate_dataset: expected batch_size > 0, got ", batch_size));
   if (prior.dim() != simulator.theta_dim())
     throw core::ValueError(core::str("simulate_dataset: prior has dimension ", prior.dim(),
                                      ", simulator expects theta_dim ", simulator.theta_dim()));
-  const std::int64_t d = prior.dim(), xd = simulator.x_dim();
   core::Rng rng(seed, /*stream=*/0);
-  const Tensor theta = prior.sample(n, rng, DType::f64);
-  const std::uint64_t sim_seed = simulator_seed(seed);
+  return simulate_at(prior.sample(n, rng, DType::f64), simulator, simulator_seed(seed), dtype,
+                     batch_size);
+}
+
+Dataset simulate_at(const Tensor& theta, const Simulator& simulator, std::uint64_t seed,
+                    DType dtype, std::int64_t batch_size) {
+  if (batch_size <= 0)
+    throw core::ValueError(core::str("simulate: expected batch_size > 0, got ", batch_size));
+  if (theta.rank() != 2 || theta.dim(1) != simulator.theta_dim() || theta.dim(0) == 0)
+    throw core::ShapeError(core::str("simulate: expected theta [n > 0, ", simulator.theta_dim(),
+                                     "], got ", theta.shape()));
+  const std::int64_t n = theta.dim(0), d = theta.dim(1), xd = simulator.x_dim();
   std::vector<double> theta_keep, x_keep;
   std::int64_t invalid = 0;
   for (std::int64_t start = 0; start < n; start += batch_size) {
     const std::int64_t end = std::min(n, start + batch_size);
     const Tensor tb = theta.rows(start, end);
     Tensor xb = Tensor::zeros({end - start, xd}, DType::f64);
-    simulator.simulate(tb, xb, sim_seed, static_cast<std::uint64_t>(start));
+    simulator.simulate(tb, xb, seed, static_cast<std::uint64_t>(start));
     const std::vector<double> tv = tb.to_vector(), xv = xb.to_vector();
     for (std::int64_t i = 0; i < end - start; ++i) {
       const auto xr = xv.begin() + i * xd;
@@ -160,7 +166,7 @@ Dataset simulate_dataset(const Prior& prior, const Simulator& simulator, std::in
     }
   }
   if (invalid == n)
-    throw core::ValueError(core::str("simulate_dataset: all ", n,
+    throw core::ValueError(core::str("simulate: all ", n,
                                      " simulations returned NaN or "
                                      "Inf; expected at least one finite x"));
   const std::int64_t kept = n - invalid;

@@ -108,6 +108,11 @@ Dataset simulate_dataset(const Prior& prior, const Simulator& simulator, std::in
                          std::uint64_t seed, DType dtype = DType::f32,
                          std::int64_t batch_size = 1000);
 
+// x ~ simulator(θ) for given θ [n, D] (simulator seed `seed`, rows numbered from 0), non-finite
+// rows dropped and counted as in simulate_dataset.
+Dataset simulate_at(const Tensor& theta, const Simulator& simulator, std::uint64_t seed,
+                    DType dtype = DType::f32, std::int64_t batch_size = 1000);
+
 // The seed simulate_dataset hands the simulator for a dataset seed.
 std::uint64_t simulator_seed(std::uint64_t seed);
 

@@ -30,6 +30,7 @@ class Task {
 
   const std::string& name() const { return name_; }
   const Prior& prior() const { return *prior_; }
+  std::shared_ptr<const Prior> shared_prior() const { return prior_; }
   const Simulator& simulator() const { return *simulator_; }
   std::int64_t theta_dim() const { return prior_->dim(); }
   std::int64_t x_dim() const { return simulator_->x_dim(); }
