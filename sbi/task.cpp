@@ -13,6 +13,10 @@
 
 namespace asbi::sbi {
 
+// The ODE tasks, defined in task_ode.cpp.
+std::unique_ptr<Task> make_sir_task();
+std::unique_ptr<Task> make_lotka_volterra_task();
+
 namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
@@ -344,8 +348,16 @@ std::vector<double> Task::log_likelihood(const Tensor& theta, std::span<const do
 }
 
 std::vector<std::string> task_names() {
-  return {"gaussian_linear",  "gaussian_linear_uniform", "two_moons",     "slcp",
-          "slcp_distractors", "gaussian_mixture",        "bernoulli_glm", "bernoulli_glm_raw"};
+  return {"gaussian_linear",
+          "gaussian_linear_uniform",
+          "two_moons",
+          "slcp",
+          "slcp_distractors",
+          "gaussian_mixture",
+          "bernoulli_glm",
+          "bernoulli_glm_raw",
+          "sir",
+          "lotka_volterra"};
 }
 
 std::unique_ptr<Task> make_task(const std::string& name) {
@@ -366,6 +378,8 @@ std::unique_ptr<Task> make_task(const std::string& name) {
                                   gaussian_mixture_ll);
   if (name == "bernoulli_glm") return bernoulli_glm(false);
   if (name == "bernoulli_glm_raw") return bernoulli_glm(true);
+  if (name == "sir") return make_sir_task();
+  if (name == "lotka_volterra") return make_lotka_volterra_task();
   std::string known;
   for (const std::string& n : task_names()) known += (known.empty() ? "" : ", ") + n;
   throw core::ValueError(core::str("make_task: unknown task '", name, "'; known tasks: ", known));

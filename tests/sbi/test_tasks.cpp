@@ -27,10 +27,15 @@ bool have_reference() {
 
 TEST(Tasks, RegistryShapesAndDraws) {
   const std::vector<std::pair<std::string, std::pair<int, int>>> dims = {
-      {"gaussian_linear", {10, 10}},   {"gaussian_linear_uniform", {10, 10}},
-      {"two_moons", {2, 2}},           {"slcp", {5, 8}},
-      {"gaussian_mixture", {2, 2}},    {"bernoulli_glm", {10, 10}},
-      {"bernoulli_glm_raw", {10, 100}}};
+      {"gaussian_linear", {10, 10}},
+      {"gaussian_linear_uniform", {10, 10}},
+      {"two_moons", {2, 2}},
+      {"slcp", {5, 8}},
+      {"gaussian_mixture", {2, 2}},
+      {"bernoulli_glm", {10, 10}},
+      {"bernoulli_glm_raw", {10, 100}},
+      {"sir", {2, 10}},
+      {"lotka_volterra", {4, 20}}};
   ASSERT_EQ(task_names().size(), dims.size() + 1);  // + slcp_distractors, below
   for (const auto& [name, d] : dims) {
     SCOPED_TRACE(name);
