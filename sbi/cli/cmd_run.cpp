@@ -30,7 +30,9 @@ std::vector<double> config_observation(const RunConfig& config, const std::strin
     source.index = config.observation_index;
   }
   if (source.file.empty() && source.index == 0)
-    throw core::ValueError("[task]: set observation (an sbibm index) or observation_file");
+    throw core::ValueError(str("config '", config_path.empty() ? "(default)" : config_path,
+                               "': key 'task.observation' is 0 (none); set an sbibm index or "
+                               "task.observation_file"));
   try {
     return load_observation(config.task, source, x_dim, "key 'task.observation' =");
   } catch (const core::Error& e) {

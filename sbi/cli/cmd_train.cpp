@@ -318,6 +318,10 @@ void register_sample(CLI::App& app) {
         if (source.file.empty() && source.index == 0) {
           source.file = model.config.observation_file;
           source.index = source.file.empty() ? model.config.observation_index : 0;
+          if (source.file.empty() && source.index == 0)
+            throw core::ValueError(str("--observation FILE or --observation-index K is required (",
+                                       (std::filesystem::path(o->model) / kConfigFile).string(),
+                                       " names no observation)"));
           log_line(str("using ", source.describe(), " from ",
                        (std::filesystem::path(o->model) / kConfigFile).string()));
         }
@@ -343,10 +347,12 @@ void register_sample(CLI::App& app) {
 void register_reference(CLI::App& app) {
   struct Options {
     CommonOptions common;
-    std::string task, out, sampler = sbi::name(sbi::McmcOptions{}.sampler);
+    // The library's defaults for reference posteriors.
+    sbi::McmcOptions defaults = sbi::reference_mcmc_options();
+    std::string task, out, sampler = sbi::name(defaults.sampler);
     ObservationSource observation;
     std::int64_t num_samples = 10'000;
-    int chains = sbi::McmcOptions{}.chains, warmup = sbi::McmcOptions{}.warmup, thin = 1;
+    int chains = defaults.chains, warmup = defaults.warmup, thin = defaults.thin;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = register_command(
@@ -361,7 +367,7 @@ void register_reference(CLI::App& app) {
           throw core::ValueError(str("--task ", o->task, ": the task has no tractable "
                                      "likelihood, so MCMC cannot sample its posterior"));
         const std::vector<double> x_o = load_observation(o->task, o->observation, task->x_dim());
-        sbi::McmcOptions options;
+        sbi::McmcOptions options = sbi::reference_mcmc_options(o->common.seed);
         options.sampler = sbi::sampler_from_name(o->sampler);
         options.chains = o->chains;
         options.warmup = o->warmup;

@@ -6,6 +6,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 #include <type_traits>
+#include <utility>
 
 #include "core/error.hpp"
 #include "sbi/task.hpp"
@@ -89,9 +90,7 @@ class SectionReader {
     } else if constexpr (std::is_integral_v<T>) {
       if (!node->is_integer()) fail(*node, full, "an integer");
       const std::int64_t v = node->as_integer()->get();
-      if ((std::is_unsigned_v<T> && v < 0) ||
-          (!std::is_unsigned_v<T> && (v < std::numeric_limits<T>::min() ||
-                                      v > std::numeric_limits<T>::max())))
+      if (!std::in_range<T>(v))
         throw IoError(str(where(file_, *node), ": key '", full, "': ", v, " is out of range"));
       out = static_cast<T>(v);
     } else {
@@ -244,7 +243,10 @@ std::string config_to_toml(const RunConfig& c) {
     network.insert("blocks", nsf ? options.nsf.blocks : options.maf.blocks);
   }
   toml::table task{{"name", c.task}};
-  if (c.observation_index > 0) task.insert("observation", c.observation_index);
+  // observation = 0 records "none" (amortized training), which a reader would otherwise take
+  // for the default index 1.
+  if (c.observation_file.empty() || c.observation_index > 0)
+    task.insert("observation", c.observation_index);
   if (!c.observation_file.empty()) task.insert("observation_file", c.observation_file);
   toml::table method{{"name", c.method}};
   if (!is_ratio_method(options.method))  // the flow in effect, the method's default included

@@ -3,7 +3,7 @@
 // back for the task) and `asbi run` (read from CONFIG.toml): one struct, one TOML layout, so that
 // a model folder's config.toml is itself a config `asbi run` accepts.
 //
-//   [task]        name, observation (sbibm index) or observation_file
+//   [task]        name, observation (sbibm index; 0: none) or observation_file
 //   [method]      name (npe | nle | nre | nre_a | nre_b | nre_c), flow (nsf | maf)
 //   [simulation]  count (total over all rounds), rounds, seed
 //   [training]    batch_size, learning_rate, validation_fraction, patience, max_epochs, clip_norm
@@ -25,7 +25,7 @@ namespace asbi::cli {
 struct RunConfig {
   // [task]
   std::string task = "two_moons";
-  int observation_index = 1;  // sbibm's num_observation_k; 0 with observation_file
+  int observation_index = 1;  // sbibm's num_observation_k; 0: none (or observation_file)
   std::string observation_file{};
   // [method]
   std::string method = "npe";

@@ -213,6 +213,9 @@ TEST_F(CliTest, TrainThenSampleRoundTrip) {
   const auto samples = asbi::sbi::read_csv(path("s.csv").string());
   EXPECT_EQ(samples.dim(0), 300);
   EXPECT_EQ(samples.dim(1), 2);
+  // Trained without an observation, the model needs one to sample.
+  expect_one_line_error(run("sample --model model --out u.csv"), "sample",
+                        {"--observation", "config.toml"});
   // Same seed, same samples.
   ASSERT_EQ(run("sample --model model --observation x.csv --num-samples 300 --out t.csv").code, 0);
   EXPECT_EQ(read_file(path("s.csv")), read_file(path("t.csv")));
