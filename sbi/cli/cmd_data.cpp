@@ -1,4 +1,5 @@
 // asbi tasks | simulate | c2st | mmd | plot: the subcommands that need no trained model.
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -154,7 +155,8 @@ void register_distance(CLI::App& app, const std::string& name) {
   const bool is_c2st = name == "c2st";
   const std::string description =
       is_c2st ? "Classifier two-sample test (sbibm's C2ST): held-out accuracy of a classifier "
-                "telling the samples from the reference; 0.5 means indistinguishable."
+                "telling the samples from the reference; 0.5 means indistinguishable. The larger set is "
+                "subsampled (seeded) to the size of the smaller."
               : "Squared maximum mean discrepancy (sbibm's MMD, Gaussian kernel with the "
                 "reference's median distance); about 0 when the sets agree.";
   CLI::App* cmd = register_command(
@@ -171,18 +173,24 @@ void register_distance(CLI::App& app, const std::string& name) {
                                   reference.dim(1)));
         const Stopwatch watch;
         double value = 0;
+        std::int64_t rows_used = std::min(samples.dim(0), reference.dim(0));
         if (is_c2st) {
+          if (samples.dim(0) != reference.dim(0))
+            log_line(str("c2st: using ", rows_used, " rows of each set (", samples.dim(0),
+                         " samples, ", reference.dim(0), " reference), so that 0.5 means "
+                         "indistinguishable"));
           sbi::C2stOptions options;
           options.seed = o->common.seed;
           options.folds = o->folds;
-          value = sbi::c2st(reference, samples, options);
+          value = sbi::c2st(subsample_rows(reference, rows_used, o->common.seed),
+                            subsample_rows(samples, rows_used, o->common.seed + 1), options);
         } else {
           value = sbi::mmd(reference, samples);
         }
         if (o->common.json)
           print_json({{name, value},
-                      {"samples", samples.dim(0)},
-                      {"reference", reference.dim(0)},
+                      {"samples", is_c2st ? rows_used : samples.dim(0)},
+                      {"reference", is_c2st ? rows_used : reference.dim(0)},
                       {"seconds", watch.seconds()}});
         else
           std::cout << name << " " << std::setprecision(6) << value << '\n';

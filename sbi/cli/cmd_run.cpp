@@ -2,6 +2,7 @@
 // one observation, compare it with sbibm's reference posterior (C2ST) and draw a corner plot.
 // Without a config it runs the built-in default (RunConfig's defaults: two_moons, NPE with an
 // NSF, 10 000 simulations, observation 1, 10 000 samples, output in asbi-run/).
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
 
@@ -80,7 +81,10 @@ json run_job(const RunConfig& config, const std::string& config_path,
       log_line(str("[3/4] C2ST against ", reference.dim(0), " reference samples"));
       sbi::C2stOptions options;
       options.seed = config.seed;
-      const double accuracy = sbi::c2st(reference, samples, options);
+      const std::int64_t rows = std::min(reference.dim(0), samples.dim(0));
+      const double accuracy =
+          sbi::c2st(subsample_rows(reference, rows, config.seed),
+                    subsample_rows(samples, rows, config.seed + 1), options);
       summary["c2st"] = accuracy;
       log_line(str("      c2st ", accuracy));
     } else {

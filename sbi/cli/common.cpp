@@ -3,6 +3,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <system_error>
 
 #include "core/error.hpp"
+#include "core/rng.hpp"
 #include "sbi/csv.hpp"
 #include "sbi/task.hpp"
 
@@ -143,6 +145,23 @@ Tensor read_samples_csv(const std::string& path, std::int64_t expected_columns,
     throw IoError(str("samples '", path, "': expected ", expected_columns, " columns, found ",
                       samples.dim(1)));
   return samples;
+}
+
+Tensor subsample_rows(const Tensor& x, std::int64_t rows, std::uint64_t seed) {
+  if (x.dim(0) <= rows) return x;
+  core::Rng rng(seed, /*stream=*/0);
+  std::vector<std::int64_t> pick = rng.permutation(x.dim(0));
+  pick.resize(static_cast<std::size_t>(rows));
+  std::sort(pick.begin(), pick.end());
+  const std::vector<double> values = x.to_vector();
+  const auto width = static_cast<std::size_t>(x.dim(1));
+  std::vector<double> out;
+  out.reserve(static_cast<std::size_t>(rows) * width);
+  for (std::int64_t i : pick) {
+    const auto begin = values.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(i) * width);
+    out.insert(out.end(), begin, begin + static_cast<std::ptrdiff_t>(width));
+  }
+  return Tensor::from(out, {rows, x.dim(1)}, core::DType::f64);
 }
 
 std::optional<std::filesystem::path> reference_samples_path(const std::string& task, int k,

@@ -78,6 +78,11 @@ void add_observation_options(CLI::App& command, ObservationSource& source);
 Tensor read_samples_csv(const std::string& path, std::int64_t expected_columns = 0,
                         std::vector<std::string>* header = nullptr);
 
+// `rows` rows of x drawn without replacement (seeded), in their original order; x itself when it
+// has no more rows than that. C2ST compares equal-sized sets: its 0.5 means "indistinguishable"
+// only then (with 2000 against 10 000 rows, always guessing the larger set scores 0.83).
+Tensor subsample_rows(const Tensor& x, std::int64_t rows, std::uint64_t seed);
+
 // The reference posterior samples of sbibm observation k of `task`, when the reference data is
 // there (nullopt otherwise; `why` then says what is missing).
 std::optional<std::filesystem::path> reference_samples_path(const std::string& task, int k,

@@ -164,9 +164,11 @@ TEST_F(CliTest, SimulateWritesHeaderAndRowsReproducibly) {
 
 TEST_F(CliTest, C2stAndMmdOfASetAgainstItselfShowNoDifference) {
   ASSERT_EQ(run("simulate --task two_moons --num 100 --seed 1 --out a.csv").code, 0);
-  ASSERT_EQ(run("simulate --task two_moons --num 100 --seed 2 --out b.csv").code, 0);
+  ASSERT_EQ(run("simulate --task two_moons --num 300 --seed 2 --out b.csv").code, 0);
   const CliResult c2st = run("c2st --samples a.csv --reference b.csv --json");
   ASSERT_EQ(c2st.code, 0) << c2st.err;
+  // The larger set is subsampled, so that 0.5 still means "indistinguishable".
+  EXPECT_EQ(json::parse(c2st.out)["reference"], 100);
   const double accuracy = json::parse(c2st.out)["c2st"];
   EXPECT_GT(accuracy, 0.3);
   EXPECT_LT(accuracy, 0.7);
@@ -174,6 +176,15 @@ TEST_F(CliTest, C2stAndMmdOfASetAgainstItselfShowNoDifference) {
   ASSERT_EQ(mmd.code, 0) << mmd.err;
   EXPECT_EQ(mmd.out.rfind("mmd ", 0), 0u) << mmd.out;
   EXPECT_LT(std::abs(std::stod(mmd.out.substr(4))), 0.05);
+}
+
+TEST_F(CliTest, PlotWritesACornerPlot) {
+  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) GTEST_SKIP() << "no gnuplot";
+  ASSERT_EQ(run("simulate --task two_moons --num 200 --seed 1 --out a.csv").code, 0);
+  ASSERT_EQ(run("simulate --task two_moons --num 200 --seed 2 --out b.csv").code, 0);
+  const CliResult r = run("plot --samples a.csv --reference b.csv --out corner.png");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_file(path("corner.png")).substr(1, 3), "PNG");
 }
 
 TEST_F(CliTest, PrintDefaultConfigReadsBackAsAConfig) {
