@@ -185,6 +185,7 @@ void register_run_command(CLI::App& app) {
   cmd->add_flag("--dry-run", o->dry_run,
                 "check the config and print it with every default filled in; run nothing");
   add_common_options(*cmd, o->common);
+  cmd->get_option("--seed")->description("overrides [simulation] seed when given");
 }
 
 }  // namespace asbi::cli

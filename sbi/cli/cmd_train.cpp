@@ -72,6 +72,9 @@ TrainedModel train_model(const RunConfig& config, const sbi::Task& task,
   auto estimator = sbi::make_estimator(task.shared_prior(), task.x_dim(), options);
 
   const std::int64_t per_round = config.simulations / config.rounds;
+  if (per_round * config.rounds != config.simulations)
+    log_line(str("note: ", config.simulations, " simulations do not split evenly over ",
+                 config.rounds, " rounds; running ", per_round, " per round"));
   json rounds = json::array();
   std::int64_t kept = 0;
   sbi::SequentialOptions sequential;

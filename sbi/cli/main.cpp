@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "asbi: amortized simulation-based inference. Train a neural posterior, likelihood or "
       "ratio estimator on simulations of an sbibm task, then sample posteriors for any "
-      "observation and compare them with reference posteriors."};
+      "observation and compare them with reference posteriors.",
+      "asbi"};
   app.require_subcommand(1);
   app.footer(
       "Start with `asbi run` (two_moons, NPE, 10 000 simulations, C2ST and a corner plot), "
