@@ -236,7 +236,7 @@ class NpeEstimator : public Estimator {
       throw core::StateError("npe train: no simulations; call append_simulations first");
     const Tensor theta = theta_data().to(model_->dtype);
     const Tensor x = x_data().to(model_->dtype);
-    if (!model_->flow) build(&theta, &x);
+    if (!model_->flow) model_->flow = build(&theta, &x);
     const std::vector<int>& rounds = row_rounds();
     const bool atomic = std::any_of(rounds.begin(), rounds.end(), [](int r) { return r > 0; });
 
@@ -246,7 +246,9 @@ class NpeEstimator : public Estimator {
       const flows::ConditionalFlow& flow = *model_->flow;
       result = nn::train(
           *model_->flow, {theta, x},
-          [&flow](std::span<const Tensor> batch) { return ad::neg(flow.log_prob(batch[0], batch[1])); },
+          [&flow](std::span<const Tensor> batch) {
+            return ad::neg(flow.log_prob(batch[0], batch[1]));  // −log q(θ_i | x_i)
+          },
           train_options);
     } else {
       // log p(θ) of every row, a constant of the loss, gathered with the batch by the trainer.
@@ -283,10 +285,13 @@ class NpeEstimator : public Estimator {
     return std::make_shared<NpePosterior>(model_, prior_, x_dim_, options_.seed);
   }
 
+  // A fresh network of the configured shape, then the checkpoint's weights and z-scoring
+  // statistics; the current network is replaced only once everything matched.
   void restore_state(const nn::Checkpoint& checkpoint) override {
-    build(nullptr, nullptr);
-    nn::restore_module(checkpoint, "model", *model_->flow);
-    nn::restore_tensors(checkpoint, "buffers", model_->flow->buffers(), "npe flow buffers");
+    std::unique_ptr<flows::ConditionalFlow> flow = build(nullptr, nullptr);
+    nn::restore_module(checkpoint, "model", *flow);
+    nn::restore_tensors(checkpoint, "buffers", flow->buffers(), "npe flow buffers");
+    model_->flow = std::move(flow);
     ++model_->version;
   }
 
@@ -304,7 +309,7 @@ class NpeEstimator : public Estimator {
   // The flow, its initial weights from Rng(seed, stream 0): the embedding's first (when any),
   // then the flow's. z-scoring statistics from theta and x (sbi's z_score "independent"), or
   // identity placeholders for a checkpoint to fill when they are null.
-  void build(const Tensor* theta, const Tensor* x) {
+  std::unique_ptr<flows::ConditionalFlow> build(const Tensor* theta, const Tensor* x) const {
     const DType dtype = model_->dtype;
     core::Rng init(options_.seed, 0);
     flows::FlowInputs inputs;
@@ -317,9 +322,9 @@ class NpeEstimator : public Estimator {
       inputs.embedding = std::make_unique<nn::Mlp>(x_dim_, options_.embedding.hidden,
                                                    options_.embedding.features, init,
                                                    nn::Activation::relu, dtype);
-    model_->flow = kind() == flows::FlowKind::nsf
-                       ? flows::nsf(theta_dim(), x_dim_, init, options_.nsf, std::move(inputs))
-                       : flows::maf(theta_dim(), x_dim_, init, options_.maf, std::move(inputs));
+    return kind() == flows::FlowKind::nsf
+               ? flows::nsf(theta_dim(), x_dim_, init, options_.nsf, std::move(inputs))
+               : flows::maf(theta_dim(), x_dim_, init, options_.maf, std::move(inputs));
   }
 
   // SNPE-C's atomic loss (see the top of this file) for a batch θ [B, D], x [B, X], log p(θ)
