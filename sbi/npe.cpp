@@ -113,8 +113,8 @@ class NpePosterior : public Posterior {
     check_observation("npe posterior log_prob", x_o, x_dim_);
     const std::int64_t d = theta_dim();
     if (theta.rank() != 2 || theta.dim(1) != d)
-      throw core::ShapeError(str("npe posterior log_prob: expected theta of shape [n, ", d,
-                                 "], got ", theta.shape()));
+      throw core::ShapeError(
+          str("npe posterior log_prob: expected theta of shape [n, ", d, "], got ", theta.shape()));
     const std::int64_t n = theta.dim(0);
     std::vector<double> out(static_cast<std::size_t>(n));
     if (n == 0) return out;
@@ -192,12 +192,12 @@ class NpePosterior : public Posterior {
       }
       drawn += rows;
       if (drawn >= kHopelessAfter && inside < kHopelessAcceptance * drawn)
-        throw core::ValueError(str(
-            "npe posterior sample: only ", inside, " of ", drawn,
-            " draws of q(theta | x_o) fell inside the prior's support (acceptance rate ",
-            static_cast<double>(inside) / drawn, ", expected at least ", kHopelessAcceptance,
-            "); the estimator puts almost all its mass outside the prior: train longer or on "
-            "more simulations, or check that x_o resembles the simulations"));
+        throw core::ValueError(
+            str("npe posterior sample: only ", inside, " of ", drawn,
+                " draws of q(theta | x_o) fell inside the prior's support (acceptance rate ",
+                static_cast<double>(inside) / drawn, ", expected at least ", kHopelessAcceptance,
+                "); the estimator puts almost all its mass outside the prior: train longer or on "
+                "more simulations, or check that x_o resembles the simulations"));
     }
     return out;
   }
@@ -217,17 +217,20 @@ class NpeEstimator : public Estimator {
                const EstimatorOptions& options)
       : Estimator(std::move(prior), x_dim, options), model_(std::make_shared<NpeModel>()) {
     if (options_.num_atoms < 2)
-      throw core::ValueError(str("npe: expected num_atoms >= 2 (the true θ and at least one "
-                                 "contrasting atom), got ", options_.num_atoms));
+      throw core::ValueError(
+          str("npe: expected num_atoms >= 2 (the true θ and at least one "
+              "contrasting atom), got ",
+              options_.num_atoms));
     if (options_.embedding.features < 0)
-      throw core::ValueError(str("npe: expected embedding.features >= 0, got ",
-                                 options_.embedding.features));
+      throw core::ValueError(
+          str("npe: expected embedding.features >= 0, got ", options_.embedding.features));
     for (std::int64_t h : options_.embedding.hidden)
       if (h < 1)
         throw core::ValueError(str("npe: expected every embedding.hidden width >= 1, got ", h));
     if (options_.embedding.features == 0 && !options_.embedding.hidden.empty())
-      throw core::ValueError("npe: embedding.hidden is set but embedding.features is 0 (no "
-                             "embedding); set embedding.features > 0");
+      throw core::ValueError(
+          "npe: embedding.hidden is set but embedding.features is 0 (no "
+          "embedding); set embedding.features > 0");
     model_->dtype = kind() == flows::FlowKind::nsf ? options_.nsf.dtype : options_.maf.dtype;
   }
 
@@ -236,7 +239,7 @@ class NpeEstimator : public Estimator {
       throw core::StateError("npe train: no simulations; call append_simulations first");
     const Tensor theta = theta_data().to(model_->dtype);
     const Tensor x = x_data().to(model_->dtype);
-    if (!model_->flow) build(&theta, &x);
+    if (!model_->flow) model_->flow = build(&theta, &x);
     const std::vector<int>& rounds = row_rounds();
     const bool atomic = std::any_of(rounds.begin(), rounds.end(), [](int r) { return r > 0; });
 
@@ -246,7 +249,9 @@ class NpeEstimator : public Estimator {
       const flows::ConditionalFlow& flow = *model_->flow;
       result = nn::train(
           *model_->flow, {theta, x},
-          [&flow](std::span<const Tensor> batch) { return ad::neg(flow.log_prob(batch[0], batch[1])); },
+          [&flow](std::span<const Tensor> batch) {
+            return ad::neg(flow.log_prob(batch[0], batch[1]));  // −log q(θ_i | x_i)
+          },
           train_options);
     } else {
       // log p(θ) of every row, a constant of the loss, gathered with the batch by the trainer.
@@ -254,7 +259,8 @@ class NpeEstimator : public Estimator {
       for (std::size_t i = 0; i < prior_lp.size(); ++i)
         if (!std::isfinite(prior_lp[i]))
           throw core::ValueError(str("npe train: theta row ", i, " has prior log density ",
-                                     prior_lp[i], "; SNPE-C's atomic loss needs every simulated "
+                                     prior_lp[i],
+                                     "; SNPE-C's atomic loss needs every simulated "
                                      "theta inside the prior's support"));
       const Tensor lp = Tensor::from(prior_lp, {theta.dim(0), 1}, model_->dtype);
       const std::size_t call = history_.size();
@@ -278,15 +284,19 @@ class NpeEstimator : public Estimator {
 
   std::shared_ptr<Posterior> posterior() const override {
     if (!model_->flow)
-      throw core::StateError("npe posterior: the estimator has no network yet; call train() "
-                             "or load a saved estimator first");
+      throw core::StateError(
+          "npe posterior: the estimator has no network yet; call train() "
+          "or load a saved estimator first");
     return std::make_shared<NpePosterior>(model_, prior_, x_dim_, options_.seed);
   }
 
+  // A fresh network of the configured shape, then the checkpoint's weights and z-scoring
+  // statistics; the current network is replaced only once everything matched.
   void restore_state(const nn::Checkpoint& checkpoint) override {
-    build(nullptr, nullptr);
-    nn::restore_module(checkpoint, "model", *model_->flow);
-    nn::restore_tensors(checkpoint, "buffers", model_->flow->buffers(), "npe flow buffers");
+    std::unique_ptr<flows::ConditionalFlow> flow = build(nullptr, nullptr);
+    nn::restore_module(checkpoint, "model", *flow);
+    nn::restore_tensors(checkpoint, "buffers", flow->buffers(), "npe flow buffers");
+    model_->flow = std::move(flow);
     ++model_->version;
   }
 
@@ -304,22 +314,22 @@ class NpeEstimator : public Estimator {
   // The flow, its initial weights from Rng(seed, stream 0): the embedding's first (when any),
   // then the flow's. z-scoring statistics from theta and x (sbi's z_score "independent"), or
   // identity placeholders for a checkpoint to fill when they are null.
-  void build(const Tensor* theta, const Tensor* x) {
+  std::unique_ptr<flows::ConditionalFlow> build(const Tensor* theta, const Tensor* x) const {
     const DType dtype = model_->dtype;
     core::Rng init(options_.seed, 0);
     flows::FlowInputs inputs;
     if (options_.z_score_theta)
-      inputs.target = theta ? nn::Standardizer::fit(*theta)
-                            : nn::Standardizer::identity(theta_dim(), dtype);
+      inputs.target =
+          theta ? nn::Standardizer::fit(*theta) : nn::Standardizer::identity(theta_dim(), dtype);
     if (options_.z_score_x)
       inputs.context = x ? nn::Standardizer::fit(*x) : nn::Standardizer::identity(x_dim_, dtype);
     if (options_.embedding.features > 0)
-      inputs.embedding = std::make_unique<nn::Mlp>(x_dim_, options_.embedding.hidden,
-                                                   options_.embedding.features, init,
-                                                   nn::Activation::relu, dtype);
-    model_->flow = kind() == flows::FlowKind::nsf
-                       ? flows::nsf(theta_dim(), x_dim_, init, options_.nsf, std::move(inputs))
-                       : flows::maf(theta_dim(), x_dim_, init, options_.maf, std::move(inputs));
+      inputs.embedding =
+          std::make_unique<nn::Mlp>(x_dim_, options_.embedding.hidden, options_.embedding.features,
+                                    init, nn::Activation::relu, dtype);
+    return kind() == flows::FlowKind::nsf
+               ? flows::nsf(theta_dim(), x_dim_, init, options_.nsf, std::move(inputs))
+               : flows::maf(theta_dim(), x_dim_, init, options_.maf, std::move(inputs));
   }
 
   // SNPE-C's atomic loss (see the top of this file) for a batch θ [B, D], x [B, X], log p(θ)
@@ -345,7 +355,7 @@ class NpeEstimator : public Estimator {
       }
       std::fill_n(context_index_.data() + i * a, a, i);
     }
-    const Var atoms = ad::gather_rows(Var(theta), atom_index_);   // [B·A, D]
+    const Var atoms = ad::gather_rows(Var(theta), atom_index_);    // [B·A, D]
     const Var contexts = ad::gather_rows(Var(x), context_index_);  // [B·A, X]
     const Var log_prior = ad::reshape(ad::gather_rows(Var(prior_lp), atom_index_), {b * a});
     const Var logits =

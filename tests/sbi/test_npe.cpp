@@ -11,12 +11,13 @@
 // DISABLED_Benchmark trains on an sbibm task and reports C2ST against the reference posteriors
 // (run it with --gtest_also_run_disabled_tests; ASBI_NPE_TASK picks the task).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
-#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -37,7 +38,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr double kSigma = 0.5;  // observation noise of the Gaussian model
-constexpr double kShrink = 1.0 / (1.0 + kSigma * kSigma);                     // posterior mean / x
+constexpr double kShrink = 1.0 / (1.0 + kSigma * kSigma);                      // posterior mean / x
 const double kPostStd = std::sqrt(kSigma * kSigma / (1.0 + kSigma * kSigma));  // ≈ 0.447
 
 double seconds_since(Clock::time_point t0) {
@@ -52,7 +53,8 @@ double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC
 // affine autoregressive flow represents the Gaussian posterior exactly and overfits less than
 // the default NSF on 1 000 simulations.
 EstimatorOptions small_flow(std::uint64_t seed) {
-  EstimatorOptions o{.flow = flows::FlowKind::maf, .maf = {.transforms = 3, .hidden = 32}, .seed = seed};
+  EstimatorOptions o{
+      .flow = flows::FlowKind::maf, .maf = {.transforms = 3, .hidden = 32}, .seed = seed};
   o.train.progress = nn::ProgressMode::silent;
   return o;
 }
@@ -111,6 +113,10 @@ std::vector<double> analytic_log_prob(const Tensor& theta, std::span<const doubl
 void expect_analytic(const Tensor& samples, std::span<const double> x_o, double mean_tol,
                      double std_tol) {
   const Moments m = moments(samples);
+  ::testing::Test::RecordProperty(
+      "moments_at_" + std::to_string(x_o[0]) + "_" + std::to_string(x_o[1]),
+      std::to_string(m.mean[0]) + " " + std::to_string(m.mean[1]) + " std/exact " +
+          std::to_string(m.std[0] / kPostStd) + " " + std::to_string(m.std[1] / kPostStd));
   for (int j = 0; j < 2; ++j) {
     EXPECT_NEAR(m.mean[j], kShrink * x_o[std::size_t(j)], mean_tol)
         << "mean of θ_" << j + 1 << " at x_o = (" << x_o[0] << ", " << x_o[1] << ")";
@@ -181,8 +187,7 @@ TEST(Npe, GaussianPosteriorMatchesAnalyticAtSeveralObservations) {
 }
 
 TEST(Npe, BoxPriorSamplesStayInsideAndLogProbIsNormalised) {
-  auto prior = std::make_shared<BoxUniform>(std::vector<double>{-1, -1},
-                                            std::vector<double>{1, 1});
+  auto prior = std::make_shared<BoxUniform>(std::vector<double>{-1, -1}, std::vector<double>{1, 1});
   const auto sim = gaussian_simulator();
   const Dataset data = simulate_dataset(*prior, sim, 2000, /*seed=*/21);
   auto estimator = make_estimator(prior, 2, {.train = quiet(), .seed = 4});
@@ -201,7 +206,7 @@ TEST(Npe, BoxPriorSamplesStayInsideAndLogProbIsNormalised) {
   RecordProperty("acceptance", std::to_string(report.acceptance_rate));
   EXPECT_GT(report.acceptance_rate, 0.3);
   EXPECT_LT(report.acceptance_rate, 1.0);  // some leakage is rejected
-  EXPECT_GE(report.evaluations, 5000);  // proposals, the rejected ones included
+  EXPECT_GE(report.evaluations, 5000);     // proposals, the rejected ones included
   EXPECT_GE(report.acceptance_rate * static_cast<double>(report.evaluations), 5000.0 - 1e-6);
   EXPECT_TRUE(report.r_hat.empty());
   // ∫_box exp(log_prob) dθ = 1: Monte Carlo with 20 000 uniform points over the box (area 4).
@@ -226,7 +231,9 @@ TEST(Npe, SequentialRoundsUseTheAtomicLossAndRecoverThePosterior) {
   std::vector<std::int64_t> kept;
   const auto posterior = train_sequential(
       *estimator, sim, x_o,
-      {.rounds = 2, .simulations_per_round = 1000, .seed = 31,
+      {.rounds = 2,
+       .simulations_per_round = 1000,
+       .seed = 31,
        .on_round = [&](int, std::int64_t n, const nn::TrainResult&) { kept.push_back(n); }});
   ASSERT_EQ(estimator->history().size(), 2u);
   EXPECT_EQ(kept, (std::vector<std::int64_t>{1000, 1000}));
@@ -264,6 +271,8 @@ TEST(Npe, AtomicLossCorrectsForAnOffsetProposal) {
       expect_analytic(samples, x_o, 0.1, 0.2);
     } else {
       const Moments m = moments(samples);
+      RecordProperty("pooled_nll_mean",
+                     std::to_string(m.mean[0]) + " " + std::to_string(m.mean[1]));
       EXPECT_GT(m.mean[0], 0.55) << "maximum likelihood on the pooled rows should be biased";
       EXPECT_GT(m.mean[1], 0.55) << "maximum likelihood on the pooled rows should be biased";
     }
@@ -286,12 +295,39 @@ TEST(Npe, SaveAndLoadGiveIdenticalSamplesAndLogProb) {
   EXPECT_TRUE(loaded->normalized());
 }
 
+TEST(Npe, SaveAndLoadKeepAnEmbeddingAndAMaf) {
+  // A briefly trained MAF with an embedding net of x: restore_state must rebuild both.
+  const auto sim = gaussian_simulator();
+  auto prior = gaussian_prior();
+  const Dataset data = simulate_dataset(*prior, sim, 500, 61);
+  EstimatorOptions options = small_flow(9);
+  options.embedding = {.hidden = {16}, .features = 3};
+  options.train.max_epochs = 3;
+  auto estimator = make_estimator(prior, 2, options);
+  estimator->append_simulations(data.theta, data.x);
+  estimator->train();
+  const std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                     ("asbi_test_npe_embedding_" + std::to_string(::getpid()));
+  estimator->save(path);
+  const auto loaded = load_posterior(path, prior);
+  const EstimatorOptions back = load_estimator_options(path);
+  std::filesystem::remove(path);
+  EXPECT_EQ(back.embedding.features, 3);
+  const std::vector<double> x_o = {-0.4, 0.9};
+  const Tensor a = estimator->posterior()->sample(300, x_o, 2);
+  EXPECT_EQ(a.to_vector(), loaded->sample(300, x_o, 2).to_vector());
+  EXPECT_EQ(estimator->posterior()->log_prob(a, x_o), loaded->log_prob(a, x_o));
+}
+
 TEST(Npe, ErrorsNameWhatIsWrong) {
   auto estimator = make_estimator(gaussian_prior(), 2, {});
-  test_util::expect_error_naming<core::StateError>([&] { estimator->posterior(); },
-                                                   {"train"});
+  test_util::expect_error_naming<core::StateError>([&] { estimator->posterior(); }, {"train"});
   test_util::expect_error_naming<core::StateError>([&] { estimator->train(); },
                                                    {"append_simulations"});
+  const std::filesystem::path nowhere = std::filesystem::temp_directory_path() /
+                                        ("asbi_test_npe_untrained_" + std::to_string(::getpid()));
+  test_util::expect_error_naming<core::StateError>([&] { estimator->save(nowhere); }, {"train"});
+  EXPECT_FALSE(std::filesystem::exists(nowhere));
   test_util::expect_error_naming<core::ValueError>(
       [&] { make_estimator(gaussian_prior(), 2, {.num_atoms = 1}); }, {"num_atoms", "1"});
   const auto posterior = trained_gaussian().estimator->posterior();
@@ -302,9 +338,14 @@ TEST(Npe, ErrorsNameWhatIsWrong) {
   test_util::expect_error_naming<core::ValueError>([&] { posterior->sample(10, nan, 1); },
                                                    {"value 2", "finite"});
   test_util::expect_error_naming<core::ValueError>(
-      [&] { posterior->log_prob(Tensor::zeros({1, 2}), nan); }, {"finite"});
+      [&] {
+        posterior->log_prob(Tensor::zeros({1, 2}), nan);
+      },
+      {"finite"});
   test_util::expect_error_naming<core::ShapeError>(
-      [&] { posterior->log_prob(Tensor::zeros({4, 3}), std::vector<double>{0, 0}); },
+      [&] {
+        posterior->log_prob(Tensor::zeros({4, 3}), std::vector<double>{0, 0});
+      },
       {"[n, 2]", "[4, 3]"});
 }
 
@@ -337,13 +378,17 @@ TEST(Npe, SameSeedsGiveIdenticalWeightsAndSamples) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// sbibm benchmark: ASBI_NPE_TASK (default two_moons), ASBI_NPE_SIMS (default 10 000).
+// sbibm benchmark: ASBI_NPE_TASK (default two_moons), ASBI_NPE_SIMS (default 10 000),
+// ASBI_NPE_OBSERVATIONS (how many of the 5 reference observations to evaluate; 0 for a
+// training-only profile).
 
 TEST(Npe, DISABLED_Benchmark) {
   const char* task_env = std::getenv("ASBI_NPE_TASK");
   const char* sims_env = std::getenv("ASBI_NPE_SIMS");
   const std::string name = task_env ? task_env : "two_moons";
   const std::int64_t sims = sims_env ? std::atoll(sims_env) : 10000;
+  const char* obs_env = std::getenv("ASBI_NPE_OBSERVATIONS");
+  const int observations = obs_env ? std::atoi(obs_env) : 5;
   const auto task = make_task(name);
   Clock::time_point t0 = Clock::now();
   const Dataset data = simulate_dataset(task->prior(), task->simulator(), sims, /*seed=*/1);
@@ -357,14 +402,15 @@ TEST(Npe, DISABLED_Benchmark) {
   const double cpu0 = cpu_seconds();
   const nn::TrainResult result = estimator->train();
   const double train_seconds = seconds_since(t0), train_cpu = cpu_seconds() - cpu0;
-  std::printf("train: %d epochs (best %d, val loss %.4f) in %.2f s wall, %.2f s CPU = %.3f s "
-              "wall/epoch, %.3f s CPU/epoch\n",
-              result.epochs, result.best_epoch, result.best_validation_loss, train_seconds,
-              train_cpu, train_seconds / result.epochs, train_cpu / result.epochs);
+  std::printf(
+      "train: %d epochs (best %d, val loss %.4f) in %.2f s wall, %.2f s CPU = %.3f s "
+      "wall/epoch, %.3f s CPU/epoch\n",
+      result.epochs, result.best_epoch, result.best_validation_loss, train_seconds, train_cpu,
+      train_seconds / result.epochs, train_cpu / result.epochs);
   std::fflush(stdout);
   const auto posterior = estimator->posterior();
   double c2st_sum = 0;
-  for (int k = 1; k <= 5; ++k) {
+  for (int k = 1; k <= observations; ++k) {
     const std::vector<double> x_o = reference_observation(name, k);
     t0 = Clock::now();
     const double sample_cpu0 = cpu_seconds();
@@ -376,13 +422,14 @@ TEST(Npe, DISABLED_Benchmark) {
                      .string());
     const double acc = c2st(reference, samples);
     c2st_sum += acc;
-    std::printf("observation %d: c2st %.4f, sampling %.0f samples/s wall, %.0f per CPU s "
-                "(acceptance %.4f)\n",
-                k, acc, 10000 / sample_seconds, 10000 / sample_cpu,
-                posterior->last_sampling().acceptance_rate);
+    std::printf(
+        "observation %d: c2st %.4f, sampling %.0f samples/s wall, %.0f per CPU s "
+        "(acceptance %.4f)\n",
+        k, acc, 10000 / sample_seconds, 10000 / sample_cpu,
+        posterior->last_sampling().acceptance_rate);
     std::fflush(stdout);
   }
-  std::printf("mean c2st %.4f\n", c2st_sum / 5);
+  if (observations > 0) std::printf("mean c2st %.4f\n", c2st_sum / observations);
 }
 
 }  // namespace
