@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include "core/error.hpp"
+#include "core/memory.hpp"
 #include "gaussian_model.hpp"
 #include "sbi/estimator.hpp"
 #include "sbi/potential_posterior.hpp"
+#include "sbi/simulator.hpp"
 #include "test_util.hpp"
 
 namespace asbi::sbi {
@@ -141,6 +143,20 @@ TEST_F(Nle, PotentialGradientMatchesFiniteDifferences) {
     }
 }
 
+// What a chain step costs in memory: after the first call has sized the buffers and grown the
+// arena, evaluating a batch of chains allocates no tensor storage.
+TEST_F(Nle, RepeatedPotentialEvaluationsAllocateNoTensorMemory) {
+  const auto posterior = std::dynamic_pointer_cast<PotentialPosterior>(estimator_->posterior());
+  const auto target = posterior->potential(std::vector{0.5, 0.5});
+  const gm::Data points = gm::simulate(20, 3);
+  const Tensor theta = points.theta.to(DType::f64);
+  std::vector<double> out(20);
+  target->evaluate(theta, out);
+  const std::int64_t before = core::memory_stats().allocations;
+  for (int i = 0; i < 10; ++i) target->evaluate(theta, out);
+  EXPECT_EQ(core::memory_stats().allocations, before);
+}
+
 TEST_F(Nle, HmcOverThePotentialRecoversThePosterior) {
   const auto posterior = std::dynamic_pointer_cast<PotentialPosterior>(estimator_->posterior());
   const std::vector<double> x_o = {-1.8, 1.2};
@@ -232,6 +248,56 @@ TEST(NleReproducibility, SameSeedsGiveIdenticalWeightsAndSamples) {
   other->append_simulations(data.theta, data.x);
   other->train();
   EXPECT_NE(other->posterior()->log_prob(data.theta.rows(0, 20), x_o), lp[0]);
+}
+
+// SNLE: round 1 simulates at θ drawn from the round-0 posterior and trains on all rows.
+TEST(NleSequential, TwoRoundsConcentrateOnTheObservation) {
+  const auto simulator = CallableSimulator::per_row(
+      gm::kDim, gm::kDim, [](std::span<const double> theta, std::span<double> x, core::Rng& rng) {
+        for (std::size_t d = 0; d < theta.size(); ++d) x[d] = theta[d] + gm::kSigma * rng.normal();
+      });
+  auto options = nle_options();
+  options.mcmc.warmup = 100;
+  auto estimator = make_estimator(gm::prior(), gm::kDim, options);
+  const std::vector<double> x_o = {1.5, -1.0};
+  std::vector<std::int64_t> rows;
+  const auto posterior = train_sequential(
+      *estimator, simulator, x_o,
+      {.rounds = 2, .simulations_per_round = 600, .seed = 17,
+       .on_round = [&](int, std::int64_t n, const nn::TrainResult&) { rows.push_back(n); }});
+  EXPECT_EQ(rows, (std::vector<std::int64_t>{600, 600}));
+  EXPECT_EQ(estimator->simulations(), 1200);
+  EXPECT_EQ(estimator->history().size(), 2u);
+  const gm::Moments m = gm::moments(posterior->sample(2000, x_o, 1));
+  for (std::size_t d = 0; d < 2; ++d) {
+    EXPECT_NEAR(m.mean[d], gm::posterior_mean(x_o[d]), 0.15);
+    EXPECT_NEAR(m.std[d], gm::posterior_std(), 0.3 * gm::posterior_std());
+  }
+}
+
+// The NSF option, and statistics that must survive a save: without z-scoring there are no
+// buffers, with it both x's and θ's are stored.
+TEST(NleFlows, NsfAndUnstandardizedFlowsSaveAndLoad) {
+  const gm::Data data = gm::simulate(300, 15);
+  const std::vector<double> x_o = {0.4, -0.2};
+  for (bool z_score : {true, false}) {
+    auto options = nle_options();
+    options.flow = flows::FlowKind::nsf;
+    options.z_score_theta = options.z_score_x = z_score;
+    options.train.max_epochs = 2;
+    auto estimator = make_estimator(gm::prior(), gm::kDim, options);
+    estimator->append_simulations(data.theta, data.x);
+    estimator->train();
+    const std::filesystem::path path =
+        std::filesystem::temp_directory_path() /
+        ("asbi_nle_nsf_" + std::to_string(::getpid()) + (z_score ? "_z" : "") + ".asbi");
+    estimator->save(path);
+    EXPECT_EQ(load_estimator_options(path).flow, flows::FlowKind::nsf);
+    const auto loaded = load_posterior(path, estimator->shared_prior());
+    std::filesystem::remove(path);
+    EXPECT_EQ(loaded->log_prob(data.theta.rows(0, 16), x_o),
+              estimator->posterior()->log_prob(data.theta.rows(0, 16), x_o));
+  }
 }
 
 }  // namespace
