@@ -237,6 +237,7 @@ class SliceSampler {
         s_(s),
         max_steps_(o.slice_max_steps_out),
         width_(sz(s.d), o.slice_width),
+        tuned_sweeps_(sz(s.d), 0),
         height_(sz(s.chains)),
         lower_(sz(s.chains)),
         upper_(sz(s.chains)),
@@ -268,7 +269,7 @@ class SliceSampler {
       if (warming_up) {
         // Running mean over the first sweeps, then an average over about the last ten: the
         // width tracks the current slice size as the chains settle.
-        const double alpha = std::max(1.0 / static_cast<double>(++tuned_sweeps_d(d)), 0.1);
+        const double alpha = std::max(1.0 / static_cast<double>(++tuned_sweeps_[sz(d)]), 0.1);
         const double mean_bracket = bracket_sum / static_cast<double>(C);
         if (mean_bracket > 0 && std::isfinite(mean_bracket))
           width_[sz(d)] += alpha * (mean_bracket - width_[sz(d)]);
@@ -277,11 +278,6 @@ class SliceSampler {
   }
 
  private:
-  int& tuned_sweeps_d(std::int64_t d) {
-    if (tuned_sweeps_.empty()) tuned_sweeps_.assign(sz(s_.d), 0);
-    return tuned_sweeps_[sz(d)];
-  }
-
   // Pack chain c's state with coordinate d set to v into batch row k.
   void pack(std::int64_t k, std::int64_t c, std::int64_t d, double v) {
     double* r = scorer_.row(k);
@@ -1000,6 +996,8 @@ Tensor rejection_sample(const LogDensity& target, const Proposal& proposal, doub
                         std::int64_t n, core::Rng& rng, std::int64_t max_draws) {
   const std::int64_t D = target.dim();
   if (n < 0) throw core::ValueError(str("rejection_sample: n must be ≥ 0, got ", n));
+  if (max_draws < 1)
+    throw core::ValueError(str("rejection_sample: max_draws must be ≥ 1, got ", max_draws));
   if (!std::isfinite(log_bound))
     throw core::ValueError(str("rejection_sample: log_bound must be finite, got ", log_bound));
   if (!proposal.sample || !proposal.log_prob)
@@ -1020,9 +1018,10 @@ Tensor rejection_sample(const LogDensity& target, const Proposal& proposal, doub
     const double rate = drawn > 0 ? std::max(static_cast<double>(accepted), 1.0) /
                                         static_cast<double>(drawn)
                                   : 1.0;
+    const std::int64_t most = std::min(kCandidateBatchRows, max_draws - drawn);
     const std::int64_t batch = std::clamp<std::int64_t>(
-        static_cast<std::int64_t>(1.2 * static_cast<double>(n - accepted) / rate), 1000,
-        std::min<std::int64_t>(kCandidateBatchRows, std::max<std::int64_t>(1, max_draws - drawn)));
+        static_cast<std::int64_t>(1.2 * static_cast<double>(n - accepted) / rate),
+        std::min<std::int64_t>(1000, most), most);
     const Tensor theta = draw(proposal, batch, D, rng, "rejection_sample");
     log_pi.assign(sz(batch), 0.0);
     scorer.score_tensor(theta, log_pi);

@@ -77,8 +77,8 @@ void TaskPosteriorDensity::evaluate(const Tensor& theta, std::span<double> out) 
 McmcOptions reference_mcmc_options(std::uint64_t seed) {
   McmcOptions o;
   o.sampler = SamplerKind::slice;
-  o.chains = 100;
-  o.warmup = 200;
+  o.chains = 1000;
+  o.warmup = 100;
   o.thin = 5;
   o.seed = seed;
   o.init = ChainInit::sir;
