@@ -12,7 +12,6 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "nn/layers.hpp"
-#include "nn/optim.hpp"
 
 namespace asbi::sbi {
 namespace {
@@ -65,6 +64,64 @@ void glorot_init(const nn::Mlp& model, core::Rng& rng) {
   }
 }
 
+// sklearn's AdamOptimizer (sklearn/neural_network/_stochastic_optimizers.py), in float32 like
+// sklearn's arrays. It folds both bias corrections into the step, γ_t = γ·√(1 − β₂ᵗ)/(1 − β₁ᵗ),
+// and adds ε to the uncorrected √v: θ ← θ − γ_t·m/(√v + ε). torch's Adam (nn::adam) adds ε to
+// the corrected √v̂ instead, which is the same rule with ε scaled by √(1 − β₂ᵗ); the two differ
+// only while v is of order ε², but the protocol is sklearn's, so this is sklearn's rule.
+class SklearnAdam {
+ public:
+  SklearnAdam(const std::vector<nn::NamedParameter>& parameters, double learning_rate)
+      : learning_rate_(learning_rate) {
+    for (const nn::NamedParameter& p : parameters) {
+      parameters_.push_back(p.parameter);
+      const auto n = static_cast<std::size_t>(p.parameter->value().numel());
+      m_.emplace_back(n, 0.0f);
+      v_.emplace_back(n, 0.0f);
+    }
+  }
+
+  void step() {
+    ++t_;
+    const double step = learning_rate_ * std::sqrt(1 - std::pow(kBeta2, t_)) /
+                        (1 - std::pow(kBeta1, t_));
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      float* theta = parameters_[i]->value().data<float>();
+      const float* g = parameters_[i]->grad().data<float>();
+      std::vector<float>& m = m_[i];
+      std::vector<float>& v = v_[i];
+      for (std::size_t j = 0; j < m.size(); ++j) {
+        m[j] = static_cast<float>(kBeta1 * m[j] + (1 - kBeta1) * g[j]);
+        v[j] = static_cast<float>(kBeta2 * v[j] + (1 - kBeta2) * g[j] * g[j]);
+        theta[j] -= static_cast<float>(step * m[j] / (std::sqrt(v[j]) + kEpsilon));
+      }
+      parameters_[i]->zero_grad();
+    }
+  }
+
+ private:
+  static constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEpsilon = 1e-8;  // sklearn's defaults
+  double learning_rate_;
+  int t_ = 0;
+  std::vector<ad::Parameter*> parameters_;
+  std::vector<std::vector<float>> m_, v_;
+};
+
+// sklearn's binary_log_loss, the value its stopping rule watches: the mean over the batch of
+// −[y log p + (1 − y) log(1 − p)] with p = sigmoid(z) clipped to [ε, 1 − ε], ε the float32
+// machine epsilon (the gradient, p − y, is not clipped). Clipping caps a confidently wrong row's
+// loss at −log ε ≈ 15.9, which the unclipped softplus form used for the gradient does not.
+double clipped_log_loss(const Tensor& logits, const Tensor& labels) {
+  const std::vector<double> z = logits.to_vector(), y = labels.to_vector();
+  constexpr double eps = std::numeric_limits<float>::epsilon();
+  double sum = 0.0;
+  for (std::size_t r = 0; r < z.size(); ++r) {
+    const double p = std::clamp(1.0 / (1.0 + std::exp(-z[r])), eps, 1.0 - eps);
+    sum -= y[r] * std::log(p) + (1.0 - y[r]) * std::log(1.0 - p);
+  }
+  return sum / static_cast<double>(z.size());
+}
+
 // Copies the listed rows of a row-major float matrix into a fresh [count, d] tensor.
 Tensor take_rows(const std::vector<float>& data, std::int64_t d, const std::int64_t* index,
                  std::int64_t count) {
@@ -87,7 +144,7 @@ double fit_and_score(const std::vector<float>& data, const std::vector<float>& l
   std::vector<nn::NamedParameter> weights;
   for (const nn::NamedParameter& p : model.parameters())
     if (p.parameter->value().rank() == 2) weights.push_back(p);
-  auto optimizer = nn::adam(model.parameters(), {.learning_rate = o.learning_rate});
+  SklearnAdam optimizer(model.parameters(), o.learning_rate);
 
   const auto n_train = static_cast<std::int64_t>(train.size());
   const std::int64_t batch = std::min(o.batch_size, n_train);
@@ -106,15 +163,17 @@ double fit_and_score(const std::vector<float>& data, const std::vector<float>& l
       ad::Tape tape;
       const ad::Var logits = model(xb);
       // Log-loss of a logistic output from logits: softplus(z) − y·z, stable for large |z|.
-      ad::Var loss = ad::mean(ad::sub(ad::softplus(logits), ad::mul(yb, logits)));
-      // sklearn adds alpha/2 · ‖W‖² divided by the batch size to each batch's loss.
+      const ad::Var data_loss = ad::mean(ad::sub(ad::softplus(logits), ad::mul(yb, logits)));
+      // sklearn adds alpha/2 · ‖W‖² divided by the batch size to each batch's loss
+      // (MLPClassifier._backprop), so the gradient gets alpha · W / batch size.
       const double l2 = 0.5 * o.alpha / static_cast<double>(count);
-      for (const nn::NamedParameter& w : weights)
-        loss = ad::add(loss, ad::scale(ad::sum(ad::square(*w.parameter)), l2));
-      accumulated += loss.item() * static_cast<double>(count);
-      tape.backward(loss);
-      optimizer->step();
-      optimizer->zero_grad();
+      ad::Var penalty = ad::scale(ad::sum(ad::square(*weights.front().parameter)), l2);
+      for (std::size_t w = 1; w < weights.size(); ++w)
+        penalty = ad::add(penalty, ad::scale(ad::sum(ad::square(*weights[w].parameter)), l2));
+      accumulated +=
+          (clipped_log_loss(logits.value(), yb) + penalty.item()) * static_cast<double>(count);
+      tape.backward(ad::add(data_loss, penalty));
+      optimizer.step();
     }
     const double epoch_loss = accumulated / static_cast<double>(n_train);
     if (epoch_loss > best_loss - o.tol)

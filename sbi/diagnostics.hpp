@@ -16,7 +16,12 @@ using core::Tensor;
 
 // sbibm's C2ST: sklearn MLPClassifier(relu, hidden (10·D, 10·D), adam, max_iter 10000) with
 // sklearn's defaults, under KFold(5, shuffle) cross-validation. The defaults below are those; they
-// are options only so that tests and quick checks can change the seed or the folds.
+// are options only so that tests and quick checks can change the seed or the folds. Training
+// follows sklearn's _fit_stochastic step by step: Glorot-uniform initialisation of weights and
+// biases, float32, sklearn's Adam rule (ε added to the uncorrected √v), the L2 term
+// alpha/(2·batch)·‖W‖² in each batch's loss, and the stopping rule on the epoch's mean training
+// loss as sklearn computes it (probabilities clipped to [ε₃₂, 1 − ε₃₂]). The random streams are
+// asbi's, so results agree with sklearn's in distribution, not draw for draw.
 struct C2stOptions {
   std::uint64_t seed = 1;  // fold assignment, weight initialisation and minibatch order
   int folds = 5;           // plain KFold with shuffling, not stratified, as sbibm

@@ -1,6 +1,7 @@
 // C2ST and MMD as sbibm defines them. C2ST: chance level (0.5) for two samples of one
-// distribution, 1 for separated ones, the Bayes-optimal Φ(0.5) for N(0,1) against N(1,1), and 0.5
-// for two halves of a shipped reference posterior. MMD: ≈ 0 for one distribution, > 0 for two,
+// distribution, 1 for separated ones, the Bayes-optimal Φ(0.5) for N(0,1) against N(1,1), 0.5
+// for two halves of a shipped reference posterior (and 0.5 ± 0.01 on average for 5000-row halves,
+// sbibm's own check), the same number for the same seed. MMD: ≈ 0 for one distribution, > 0 for two,
 // and equal to a brute-force evaluation of the protocol's formula on small sets.
 #include <gtest/gtest.h>
 
@@ -59,6 +60,31 @@ TEST(C2st, HalvesOfReferencePosteriorAreChance) {
   const double acc = c2st(ref.rows(0, 1000), ref.rows(1000, 2000));
   RecordProperty("c2st", std::to_string(acc));
   EXPECT_NEAR(acc, 0.5, 0.05);
+}
+
+TEST(C2st, LargeHalvesOfReferencePosteriorsAverageToChance) {
+  // sbibm's own check: two sets of one distribution give 0.5 ± 0.01. With 1000 + 1000 rows the
+  // cross-validated accuracy sits below 0.5 (about 0.485 for asbi and sklearn alike: a
+  // classifier that learns only its training folds' class balance scores below chance on
+  // unstratified test folds); with 5000 + 5000 the dip is under 0.005. Averaged over the five
+  // two_moons observations to keep the check well inside its tolerance.
+  const char* root = std::getenv("ASBI_REFERENCE_DIR");
+  double sum = 0;
+  for (int obs = 1; obs <= 5; ++obs) {
+    const std::string path = std::string(root ? root : "") + "/sbibm/two_moons/num_observation_" +
+                             std::to_string(obs) + "/reference_posterior_samples.csv";
+    if (!root || !std::filesystem::exists(path))
+      GTEST_SKIP() << "reference samples not found at " << path;
+    const Tensor ref = read_csv(path);
+    sum += c2st(ref.rows(0, 5000), ref.rows(5000, 10000), {.seed = static_cast<std::uint64_t>(obs)});
+  }
+  RecordProperty("mean_c2st", std::to_string(sum / 5));
+  EXPECT_NEAR(sum / 5, 0.5, 0.01);
+}
+
+TEST(C2st, SameSeedSameAccuracy) {
+  const Tensor x = normals(300, 2, 0.0, 40), y = normals(300, 2, 0.5, 41);
+  EXPECT_EQ(c2st(x, y, {.seed = 3}), c2st(x, y, {.seed = 3}));
 }
 
 TEST(C2st, RefusesBadInput) {
