@@ -1,5 +1,6 @@
 #include "sbi/prior.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -69,6 +70,28 @@ std::vector<double> Prior::log_prob(const Tensor& theta) const {
   return out;
 }
 
+void Prior::log_prob_gradient_row(std::span<const double>, std::span<double>) const {
+  throw core::StateError(
+      "Prior::log_prob_gradient_row: this prior has no gradient (has_log_prob_gradient() is "
+      "false); use a sampler that needs none (slice, mh)");
+}
+
+Tensor Prior::log_prob_gradient(const Tensor& theta) const {
+  const std::int64_t d = dim();
+  check_theta("Prior::log_prob_gradient", theta, d);
+  const std::vector<double> values = theta.to_vector();
+  const std::int64_t n = theta.dim(0);
+  Tensor grad = Tensor::empty({n, d}, DType::f64);
+  double* g = grad.data<double>();
+  const auto width = static_cast<std::size_t>(d);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto at = static_cast<std::size_t>(i) * width;
+    log_prob_gradient_row(std::span<const double>(values).subspan(at, width),
+                          std::span<double>(g + at, width));
+  }
+  return grad;
+}
+
 std::vector<bool> Prior::in_support(const Tensor& theta) const {
   const std::vector<double> lp = log_prob(theta);
   std::vector<bool> out(lp.size());
@@ -100,6 +123,10 @@ double BoxUniform::log_prob_row(std::span<const double> theta) const {
   for (std::size_t i = 0; i < low_.size(); ++i)
     if (!(theta[i] >= low_[i] && theta[i] < high_[i])) return kNegInf;
   return -log_volume_;
+}
+
+void BoxUniform::log_prob_gradient_row(std::span<const double>, std::span<double> grad) const {
+  std::fill(grad.begin(), grad.end(), 0.0);  // flat inside, -inf outside: no slope anywhere
 }
 
 Gaussian::Gaussian(std::vector<double> mean, std::vector<double> covariance)
@@ -162,6 +189,25 @@ double Gaussian::log_prob_row(std::span<const double> theta) const {
   return log_norm_ - 0.5 * q;
 }
 
+void Gaussian::log_prob_gradient_row(std::span<const double> theta,
+                                     std::span<double> grad) const {
+  // log p = c - ½ (θ - μ)ᵀ Σ⁻¹ (θ - μ), so ∇ = -Σ⁻¹ (θ - μ) = -L⁻ᵀ L⁻¹ (θ - μ): solve L y = θ - μ
+  // forwards, then Lᵀ g = y backwards (into grad), and negate.
+  const std::size_t n = mean_.size();
+  std::vector<double> y(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    double s = theta[i] - mean_[i];
+    for (std::size_t k = 0; k < i; ++k) s -= chol_[i * n + k] * y[k];
+    y[i] = s / chol_[i * n + i];
+  }
+  for (std::size_t i = n; i-- > 0;) {
+    double s = y[i];
+    for (std::size_t k = i + 1; k < n; ++k) s -= chol_[k * n + i] * grad[k];
+    grad[i] = s / chol_[i * n + i];
+  }
+  for (std::size_t i = 0; i < n; ++i) grad[i] = -grad[i];
+}
+
 LogNormal::LogNormal(std::vector<double> mu, std::vector<double> sigma)
     : mu_(std::move(mu)), sigma_(std::move(sigma)) {
   if (mu_.empty() || mu_.size() != sigma_.size())
@@ -190,6 +236,22 @@ double LogNormal::log_prob_row(std::span<const double> theta) const {
   return lp;
 }
 
+void LogNormal::log_prob_gradient_row(std::span<const double> theta,
+                                      std::span<double> grad) const {
+  // log p_i = -½ z² - log σ_i - log θ_i + c with z = (log θ_i - μ_i) / σ_i, so
+  // ∂/∂θ_i = (-z / σ_i - 1) / θ_i.
+  for (std::size_t i = 0; i < mu_.size(); ++i) {
+    if (!(theta[i] > 0)) {
+      std::fill(grad.begin(), grad.end(), 0.0);
+      return;
+    }
+  }
+  for (std::size_t i = 0; i < mu_.size(); ++i) {
+    const double z = (std::log(theta[i]) - mu_[i]) / sigma_[i];
+    grad[i] = (-z / sigma_[i] - 1.0) / theta[i];
+  }
+}
+
 Product::Product(std::vector<std::shared_ptr<const Prior>> parts) : parts_(std::move(parts)) {
   if (parts_.empty()) throw core::ValueError("Product: expected at least one prior, got none");
   for (std::size_t i = 0; i < parts_.size(); ++i) {
@@ -216,6 +278,26 @@ double Product::log_prob_row(std::span<const double> theta) const {
     at += d;
   }
   return lp;
+}
+
+bool Product::has_log_prob_gradient() const {
+  for (const auto& p : parts_)
+    if (!p->has_log_prob_gradient()) return false;
+  return true;
+}
+
+void Product::log_prob_gradient_row(std::span<const double> theta,
+                                    std::span<double> grad) const {
+  if (!(log_prob_row(theta) > kNegInf)) {
+    std::fill(grad.begin(), grad.end(), 0.0);
+    return;
+  }
+  std::size_t at = 0;
+  for (const auto& p : parts_) {
+    const auto d = static_cast<std::size_t>(p->dim());
+    p->log_prob_gradient_row(theta.subspan(at, d), grad.subspan(at, d));
+    at += d;
+  }
 }
 
 }  // namespace asbi::sbi

@@ -7,7 +7,8 @@
 //   std::vector<double> lp = prior.log_prob(theta);         // -inf outside the support
 //
 // Draws are sequential from the caller's Rng (same Rng state, same draws); log_prob accepts
-// float32 or float64 tensors.
+// float32 or float64 tensors. The gradient ∂ log p / ∂θ (log_prob_gradient) is what gradient
+// samplers (HMC over an NLE/NRE potential) add to the network's gradient.
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -29,10 +30,17 @@ class Prior {
   virtual void sample_row(core::Rng& rng, std::span<double> out) const = 0;
   // log density of one θ (dim() values); -inf outside the support.
   virtual double log_prob_row(std::span<const double> theta) const = 0;
+  // ∂ log p / ∂θ at one θ into grad (dim() values); 0 where log p is -inf (outside the support
+  // there is no slope to follow) and inside a flat density. Priors without a gradient say so
+  // through has_log_prob_gradient(); the default throws core::StateError.
+  virtual bool has_log_prob_gradient() const { return false; }
+  virtual void log_prob_gradient_row(std::span<const double> theta, std::span<double> grad) const;
 
   Tensor sample(std::int64_t n, core::Rng& rng, DType dtype = DType::f64) const;
   std::vector<double> log_prob(const Tensor& theta) const;  // theta [n, D]
   std::vector<bool> in_support(const Tensor& theta) const;
+  // ∂ log p / ∂θ of each row of theta [n, D] (float32 or float64) → [n, D] float64.
+  Tensor log_prob_gradient(const Tensor& theta) const;
 };
 
 // Uniform on the box [low, high) per dimension.
@@ -42,6 +50,8 @@ class BoxUniform : public Prior {
   std::int64_t dim() const override { return static_cast<std::int64_t>(low_.size()); }
   void sample_row(core::Rng& rng, std::span<double> out) const override;
   double log_prob_row(std::span<const double> theta) const override;
+  bool has_log_prob_gradient() const override { return true; }
+  void log_prob_gradient_row(std::span<const double> theta, std::span<double> grad) const override;
 
  private:
   std::vector<double> low_, high_;
@@ -58,6 +68,9 @@ class Gaussian : public Prior {
   std::int64_t dim() const override { return static_cast<std::int64_t>(mean_.size()); }
   void sample_row(core::Rng& rng, std::span<double> out) const override;
   double log_prob_row(std::span<const double> theta) const override;
+  bool has_log_prob_gradient() const override { return true; }
+  // -Σ⁻¹ (θ - mean), by two triangular solves with the Cholesky factor.
+  void log_prob_gradient_row(std::span<const double> theta, std::span<double> grad) const override;
   const std::vector<double>& covariance() const { return covariance_; }
 
  private:
@@ -72,6 +85,9 @@ class LogNormal : public Prior {
   std::int64_t dim() const override { return static_cast<std::int64_t>(mu_.size()); }
   void sample_row(core::Rng& rng, std::span<double> out) const override;
   double log_prob_row(std::span<const double> theta) const override;
+  bool has_log_prob_gradient() const override { return true; }
+  // -(1 + (log θ_i - mu_i) / sigma_i²) / θ_i per dimension.
+  void log_prob_gradient_row(std::span<const double> theta, std::span<double> grad) const override;
 
  private:
   std::vector<double> mu_, sigma_;
@@ -84,6 +100,9 @@ class Product : public Prior {
   std::int64_t dim() const override { return dim_; }
   void sample_row(core::Rng& rng, std::span<double> out) const override;
   double log_prob_row(std::span<const double> theta) const override;
+  bool has_log_prob_gradient() const override;  // when every part has one
+  // The parts' gradients side by side; all 0 when any part is outside its support.
+  void log_prob_gradient_row(std::span<const double> theta, std::span<double> grad) const override;
 
  private:
   std::vector<std::shared_ptr<const Prior>> parts_;

@@ -1,0 +1,386 @@
+// The asbi command, run as a separate program: every subcommand's help, the happy paths on small
+// inputs, and every kind of bad input ending in exactly one stderr line that names the file or
+// field, with a non-zero exit code.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "sbi/csv.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct CliResult {
+  int code = -1;
+  std::string out, err;
+  // stderr's lines (a trailing newline does not start another).
+  std::vector<std::string> err_lines() const {
+    std::vector<std::string> lines;
+    std::istringstream in(err);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  }
+};
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_file(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+bool reference_data_available() {
+  const char* dir = std::getenv("ASBI_REFERENCE_DIR");
+  return dir != nullptr && fs::is_directory(fs::path(dir) / "sbibm" / "two_moons");
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+#ifndef ASBI_CLI_PATH
+    GTEST_SKIP() << "the asbi command is not built (ASBI_BUILD_APPS=OFF)";
+#endif
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() /
+           ("asbi_cli_" + std::to_string(::getpid()) + "_" + info->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  // Runs `asbi <args>` in the test's folder.
+  CliResult run(const std::string& args) const {
+#ifdef ASBI_CLI_PATH
+    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
+    const std::string command = "cd '" + dir_.string() + "' && '" + std::string(ASBI_CLI_PATH) +
+                                "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
+    const int status = std::system(command.c_str());
+    CliResult r;
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = read_file(out);
+    r.err = read_file(err);
+    return r;
+#else
+    (void)args;
+    return {};
+#endif
+  }
+
+  fs::path path(const std::string& name) const { return dir_ / name; }
+  fs::path file(const std::string& name, const std::string& text) const {
+    write_file(path(name), text);
+    return path(name);
+  }
+
+  // A failure: non-zero code, one stderr line "asbi <sub>: error: …" holding every `needle`.
+  static void expect_one_line_error(const CliResult& r, const std::string& subcommand,
+                                    const std::vector<std::string>& needles, int code = 1) {
+    EXPECT_EQ(r.code, code) << r.err;
+    const auto lines = r.err_lines();
+    ASSERT_EQ(lines.size(), 1u) << r.err;
+    EXPECT_EQ(lines[0].rfind("asbi " + subcommand + ": error: ", 0), 0u) << lines[0];
+    for (const auto& needle : needles)
+      EXPECT_NE(lines[0].find(needle), std::string::npos) << "'" << needle << "' not in: "
+                                                          << lines[0];
+  }
+
+  // A small trained model, or a skip while NPE is not built in this tree.
+  fs::path trained_model() const {
+    const CliResult r = run(
+        "train --task two_moons --method npe --simulations 500 --max-epochs 3 --transforms 1 "
+        "--hidden 16 --seed 2 --progress none --out model --json");
+    if (r.code != 0 && r.err.find("not built yet") != std::string::npos) return {};
+    EXPECT_EQ(r.code, 0) << r.err;
+    return path("model");
+  }
+
+  fs::path dir_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Help and happy paths.
+
+TEST_F(CliTest, EverySubcommandHelpShowsAnExample) {
+  for (const std::string sub :
+       {"tasks", "simulate", "train", "sample", "reference", "c2st", "mmd", "plot", "run"}) {
+    const CliResult r = run(sub + " --help");
+    EXPECT_EQ(r.code, 0) << sub << ": " << r.err;
+    EXPECT_NE(r.out.find("Example:\n  asbi " + sub), std::string::npos) << sub << ":\n" << r.out;
+  }
+}
+
+TEST_F(CliTest, NoSubcommandIsAUsageError) {
+  const CliResult r = run("");
+  EXPECT_EQ(r.code, 2);
+  ASSERT_EQ(r.err_lines().size(), 1u) << r.err;
+  EXPECT_EQ(r.err_lines()[0].rfind("asbi: error: ", 0), 0u) << r.err;
+}
+
+TEST_F(CliTest, TasksListsDimensionsAndPriorsAsJson) {
+  const CliResult r = run("tasks --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json tasks = json::parse(r.out);
+  ASSERT_TRUE(tasks.is_array());
+  bool found = false;
+  for (const json& t : tasks)
+    if (t["name"] == "two_moons") {
+      found = true;
+      EXPECT_EQ(t["theta_dim"], 2);
+      EXPECT_EQ(t["x_dim"], 2);
+      EXPECT_EQ(t["prior"], "U(-1, 1)^2");
+    }
+  EXPECT_TRUE(found) << r.out;
+  const CliResult table = run("tasks");
+  EXPECT_EQ(table.code, 0);
+  EXPECT_NE(table.out.find("gaussian_linear"), std::string::npos);
+}
+
+TEST_F(CliTest, SimulateWritesHeaderAndRowsReproducibly) {
+  const CliResult r = run("simulate --task two_moons --num 50 --seed 3 --out a.csv --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["simulations"], 50);
+  std::vector<std::string> header;
+  const auto rows = asbi::sbi::read_csv(path("a.csv").string(), asbi::core::DType::f64, &header);
+  EXPECT_EQ(rows.dim(0), 50);
+  EXPECT_EQ(header, (std::vector<std::string>{"parameter_1", "parameter_2", "data_1", "data_2"}));
+  ASSERT_EQ(run("simulate --task two_moons --num 50 --seed 3 --threads 1 --out b.csv").code, 0);
+  EXPECT_EQ(read_file(path("a.csv")), read_file(path("b.csv")));
+}
+
+TEST_F(CliTest, C2stAndMmdOfASetAgainstItselfShowNoDifference) {
+  ASSERT_EQ(run("simulate --task two_moons --num 100 --seed 1 --out a.csv").code, 0);
+  ASSERT_EQ(run("simulate --task two_moons --num 300 --seed 2 --out b.csv").code, 0);
+  const CliResult c2st = run("c2st --samples a.csv --reference b.csv --json");
+  ASSERT_EQ(c2st.code, 0) << c2st.err;
+  // The larger set is subsampled, so that 0.5 still means "indistinguishable".
+  EXPECT_EQ(json::parse(c2st.out)["reference"], 100);
+  const double accuracy = json::parse(c2st.out)["c2st"];
+  EXPECT_GT(accuracy, 0.3);
+  EXPECT_LT(accuracy, 0.7);
+  const CliResult mmd = run("mmd --samples a.csv --reference b.csv");
+  ASSERT_EQ(mmd.code, 0) << mmd.err;
+  EXPECT_EQ(mmd.out.rfind("mmd ", 0), 0u) << mmd.out;
+  EXPECT_LT(std::abs(std::stod(mmd.out.substr(4))), 0.05);
+}
+
+TEST_F(CliTest, PlotWritesACornerPlot) {
+  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) GTEST_SKIP() << "no gnuplot";
+  ASSERT_EQ(run("simulate --task two_moons --num 200 --seed 1 --out a.csv").code, 0);
+  ASSERT_EQ(run("simulate --task two_moons --num 200 --seed 2 --out b.csv").code, 0);
+  const CliResult r = run("plot --samples a.csv --reference b.csv --out corner.png");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_file(path("corner.png")).substr(1, 3), "PNG");
+}
+
+TEST_F(CliTest, PrintDefaultConfigReadsBackAsAConfig) {
+  const CliResult r = run("run --print-default-config");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("name = 'two_moons'"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("count = 10000"), std::string::npos) << r.out;
+  // Read back, it is the same job.
+  file("default.toml", r.out);
+  const CliResult back = run("run default.toml --dry-run");
+  ASSERT_EQ(back.code, 0) << back.err;
+  EXPECT_EQ(back.out, r.out);
+  // The example config is the default job with comments.
+  const CliResult example = run("run '" + std::string(ASBI_SOURCE_DIR) +
+                                "/examples/configs/two_moons_npe.toml' --dry-run --out asbi-run");
+  ASSERT_EQ(example.code, 0) << example.err;
+  EXPECT_EQ(example.out, r.out);
+}
+
+TEST_F(CliTest, TrainThenSampleRoundTrip) {
+  const fs::path model = trained_model();
+  if (model.empty()) GTEST_SKIP() << "NPE is not built in this tree yet";
+  for (const char* f : {"model.asbi", "config.toml", "training_log.csv"})
+    EXPECT_TRUE(fs::is_regular_file(model / f)) << f;
+  std::vector<std::string> header;
+  const auto log = asbi::sbi::read_csv((model / "training_log.csv").string(),
+                                       asbi::core::DType::f64, &header);
+  EXPECT_EQ(header,
+            (std::vector<std::string>{"round", "epoch", "train_loss", "validation_loss"}));
+  EXPECT_EQ(log.dim(0), 3);
+
+  file("x.csv", "data_1,data_2\n-0.6396706,0.16234657\n");
+  const CliResult r =
+      run("sample --model model --observation x.csv --num-samples 300 --out s.csv --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["samples"], 300);
+  const auto samples = asbi::sbi::read_csv(path("s.csv").string());
+  EXPECT_EQ(samples.dim(0), 300);
+  EXPECT_EQ(samples.dim(1), 2);
+  // Trained without an observation, the model needs one to sample.
+  expect_one_line_error(run("sample --model model --out u.csv"), "sample",
+                        {"--observation", "config.toml"});
+  // Same seed, same samples.
+  ASSERT_EQ(run("sample --model model --observation x.csv --num-samples 300 --out t.csv").code, 0);
+  EXPECT_EQ(read_file(path("s.csv")), read_file(path("t.csv")));
+
+  // The folder's config.toml is a config `asbi run` accepts, and the same job.
+  const CliResult again = run("run model/config.toml --dry-run");
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(again.out, read_file(model / "config.toml"));
+  EXPECT_NE(again.out.find("seed = 2"), std::string::npos) << again.out;
+}
+
+TEST_F(CliTest, RunsASmallJobFromAConfig) {
+  if (!trained_model().empty()) {
+    file("job.toml",
+         "[task]\nname = \"two_moons\"\nobservation_file = \"x.csv\"\n"
+         "[simulation]\ncount = 400\n[training]\nmax_epochs = 2\n"
+         "[network]\ntransforms = 1\nhidden = 16\n"
+         "[sampling]\nnum_samples = 200\n[output]\ndir = \"job\"\nplot = false\n");
+    file("x.csv", "data_1,data_2\n-0.6396706,0.16234657\n");
+    const CliResult r = run("run job.toml --json --progress none");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json summary = json::parse(r.out);
+    EXPECT_EQ(summary["sampling"]["samples"], 200);
+    EXPECT_TRUE(summary["c2st"].is_null());  // not an sbibm observation: no reference
+    EXPECT_TRUE(fs::is_regular_file(path("job") / "samples.csv"));
+    EXPECT_TRUE(fs::is_regular_file(path("job") / "summary.json"));
+  } else {
+    GTEST_SKIP() << "NPE is not built in this tree yet";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: one line naming the file or field, non-zero exit.
+
+TEST_F(CliTest, WrongNumberOfColumnsNamesFileAndLine) {
+  file("a.csv", "parameter_1,parameter_2\n0.1,0.2\n0.3,0.4,0.5\n");
+  file("b.csv", "parameter_1,parameter_2\n0.1,0.2\n0.3,0.4\n");
+  expect_one_line_error(run("c2st --samples a.csv --reference b.csv"), "c2st",
+                        {"a.csv", "line 3", "columns"});
+  // An observation with the wrong width for its task.
+  file("x.csv", "data_1,data_2,data_3\n0.1,0.2,0.3\n");
+  expect_one_line_error(run("reference --task two_moons --observation x.csv --out r.csv"),
+                        "reference", {"x.csv", "expected 2 columns", "found 3"});
+  // Sample files whose widths differ.
+  file("c.csv", "parameter_1\n0.1\n0.3\n");
+  expect_one_line_error(run("mmd --samples c.csv --reference b.csv"), "mmd",
+                        {"c.csv", "b.csv", "columns"});
+}
+
+TEST_F(CliTest, NonNumericCellNamesFileLineAndColumn) {
+  file("a.csv", "parameter_1,parameter_2\n0.1,0.2\n0.3,abc\n");
+  file("b.csv", "parameter_1,parameter_2\n0.1,0.2\n0.3,0.4\n");
+  expect_one_line_error(run("mmd --samples a.csv --reference b.csv"), "mmd",
+                        {"a.csv", "line 3", "column 2", "abc"});
+}
+
+TEST_F(CliTest, EmptyFilesAreErrors) {
+  file("empty.csv", "");
+  file("b.csv", "parameter_1,parameter_2\n0.1,0.2\n0.3,0.4\n");
+  expect_one_line_error(run("c2st --samples empty.csv --reference b.csv"), "c2st",
+                        {"empty.csv", "empty"});
+  file("header_only.csv", "parameter_1,parameter_2\n");
+  expect_one_line_error(run("c2st --samples header_only.csv --reference b.csv"), "c2st",
+                        {"header_only.csv", "no data rows"});
+  file("obs.csv", "data_1,data_2\n");
+  expect_one_line_error(run("reference --task two_moons --observation obs.csv --out r.csv"),
+                        "reference", {"obs.csv", "one data row"});
+  expect_one_line_error(run("plot --samples missing.csv --out p.png"), "plot", {"missing.csv"});
+}
+
+TEST_F(CliTest, NanInAnObservationNamesTheColumn) {
+  file("x.csv", "data_1,data_2\n0.1,nan\n");
+  expect_one_line_error(run("reference --task two_moons --observation x.csv --out r.csv"),
+                        "reference", {"x.csv", "line 2", "data_2"});
+  expect_one_line_error(
+      run("train --task two_moons --method npe --simulations 100 --observation x.csv --out m"),
+      "train", {"x.csv", "data_2"});
+  EXPECT_FALSE(fs::exists(path("m")));  // nothing written before the input was checked
+}
+
+TEST_F(CliTest, MissingModelFolderOrFileIsNamed) {
+  file("x.csv", "data_1,data_2\n0.1,0.2\n");
+  expect_one_line_error(run("sample --model nowhere --observation x.csv --out s.csv"), "sample",
+                        {"nowhere", "no such folder"});
+  fs::create_directories(path("half"));
+  file("half/config.toml", "[task]\nname = \"two_moons\"\n");
+  expect_one_line_error(run("sample --model half --observation x.csv --out s.csv"), "sample",
+                        {"model.asbi"});
+  EXPECT_FALSE(fs::exists(path("s.csv")));
+}
+
+TEST_F(CliTest, CorruptModelFileIsNamed) {
+  file("x.csv", "data_1,data_2\n0.1,0.2\n");
+  // Not a checkpoint at all.
+  fs::create_directories(path("junk"));
+  file("junk/config.toml", "[task]\nname = \"two_moons\"\n");
+  file("junk/model.asbi", "this is not a checkpoint\n");
+  expect_one_line_error(run("sample --model junk --observation x.csv --out s.csv"), "sample",
+                        {"junk/model.asbi"});
+  // A real checkpoint with flipped bytes (needs NPE).
+  const fs::path model = trained_model();
+  if (model.empty()) GTEST_SKIP() << "NPE is not built in this tree yet";
+  std::string bytes = read_file(model / "model.asbi");
+  ASSERT_GT(bytes.size(), 200u);
+  for (std::size_t i = bytes.size() / 2; i < bytes.size() / 2 + 8; ++i) bytes[i] = ~bytes[i];
+  write_file(model / "model.asbi", bytes);
+  expect_one_line_error(run("sample --model model --observation x.csv --out s.csv"), "sample",
+                        {"model.asbi"});
+}
+
+TEST_F(CliTest, UnknownTaskOrMethodIsNamed) {
+  expect_one_line_error(run("simulate --task moons --num 10 --out a.csv"), "simulate",
+                        {"--task", "moons", "two_moons"});
+  expect_one_line_error(run("train --task two_moons --method xyz --simulations 100 --out m"),
+                        "train", {"--method", "xyz", "npe"});
+  expect_one_line_error(run("train --task nope --method npe --simulations 100 --out m"), "train",
+                        {"--task", "nope"});
+  file("t.toml", "[task]\nname = \"nope\"\n");
+  expect_one_line_error(run("run t.toml"), "run", {"t.toml", "task.name", "nope"});
+  file("m.toml", "[method]\nname = \"xyz\"\n");
+  expect_one_line_error(run("run m.toml"), "run", {"m.toml", "method.name", "xyz"});
+}
+
+TEST_F(CliTest, UnknownTomlKeyOrBadValueIsNamed) {
+  file("k.toml", "[training]\nbatch_size = 100\nbatchsize = 3\n");
+  expect_one_line_error(run("run k.toml"), "run", {"k.toml", "line 3", "training.batchsize"});
+  file("s.toml", "[trainnig]\nbatch_size = 100\n");
+  expect_one_line_error(run("run s.toml"), "run", {"s.toml", "trainnig"});
+  file("v.toml", "[simulation]\ncount = \"many\"\n");
+  expect_one_line_error(run("run v.toml"), "run", {"v.toml", "simulation.count", "integer"});
+  file("p.toml", "[simulation\ncount = 3\n");
+  expect_one_line_error(run("run p.toml"), "run", {"p.toml", "line 1"});
+}
+
+TEST_F(CliTest, UsageErrorsExitWithTwo) {
+  expect_one_line_error(run("simulate --task two_moons --num abc --out a.csv"), "simulate",
+                        {"--num", "abc"}, 2);
+  expect_one_line_error(run("simulate --task two_moons --out a.csv"), "simulate", {"--num"}, 2);
+  expect_one_line_error(run("train --task two_moons --method npe --simulations 100 --flow xyz "
+                            "--out m"),
+                        "train", {"--flow"}, 2);
+}
+
+TEST_F(CliTest, MissingReferenceObservationIsNamed) {
+  if (!reference_data_available()) GTEST_SKIP() << "ASBI_REFERENCE_DIR has no sbibm data";
+  expect_one_line_error(run("train --task two_moons --method npe --simulations 100 "
+                            "--observation-index 99 --out m"),
+                        "train", {"--observation-index 99", "num_observation_99"});
+}
+
+TEST_F(CliTest, SequentialTrainingNeedsAnObservation) {
+  expect_one_line_error(
+      run("train --task two_moons --method npe --simulations 100 --rounds 2 --out m"), "train",
+      {"--rounds", "--observation"});
+}
+
+}  // namespace
