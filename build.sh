@@ -3,12 +3,13 @@
 #   bash build.sh run    install what is missing, build, run the main job on its default
 #   bash build.sh test   install what is missing, build, run every test, build examples/embed
 #                        against the installed package
-# Extra arguments after `run` go to the main job (e.g. bash build.sh run --steps 3000).
+# Extra arguments after `run` go to `asbi run` (e.g. bash build.sh run my_config.toml).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=(build-essential cmake ninja-build libeigen3-dev libgtest-dev libgmock-dev
-          libbenchmark-dev libomp-dev)
+          libbenchmark-dev libomp-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+          gnuplot-nox)
 
 install_dependencies() {
   local missing=()
@@ -38,7 +39,11 @@ case "$mode" in
   run)
     install_dependencies
     build release -DASBI_BUILD_TESTS=OFF -DASBI_BUILD_BENCH=OFF
-    exec ./build/release/examples/train_mlp/asbi_train_mlp "$@"
+    # The sbibm reference posteriors beside the project, when present, for the C2ST of the run.
+    if [ -z "${ASBI_REFERENCE_DIR:-}" ] && [ -d ../shared/reference ]; then
+      export ASBI_REFERENCE_DIR="$PWD/../shared/reference"
+    fi
+    exec ./build/release/sbi/cli/asbi run "$@"
     ;;
   test)
     install_dependencies

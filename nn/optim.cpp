@@ -11,6 +11,7 @@
 #include <set>
 
 #include "core/backend.hpp"
+#include "core/eigen.hpp"
 
 namespace asbi::nn {
 namespace {
@@ -202,23 +203,22 @@ class Adam final : public Optimizer {
     double decay;                  // 1 - γλ (AdamW), else 1
   };
 
+  // One pass of Eigen array expressions: vectorised (sqrt and division included), where the
+  // equivalent scalar loop over possibly aliasing pointers stayed scalar at ~4 ns per parameter.
   void update_cpu(Parameter& p, Tensor& exp_avg, Tensor& exp_avg_sq, const Coefficients& c) const {
     with_float_type(p.value().dtype(), [&]<typename T>() {
-      T* theta = p.value().data<T>();
-      const T* grad = p.grad().data<T>();
-      T* m = exp_avg.data<T>();
-      T* v = exp_avg_sq.data<T>();
+      auto theta = core::as_array<T>(p.value());
+      const auto grad = core::as_array<T>(p.grad());
+      auto m = core::as_array<T>(exp_avg);
+      auto v = core::as_array<T>(exp_avg_sq);
       const T one_minus_beta1 = T(1 - options_.beta1), beta2 = T(options_.beta2),
               one_minus_beta2 = T(1 - options_.beta2), eps = T(options_.eps),
               step_size = T(c.step_size), bc2_sqrt = T(c.bias_correction2_sqrt), l2 = T(c.l2),
               decay = T(c.decay);
-      const std::int64_t n = p.value().numel();
-      for (std::int64_t j = 0; j < n; ++j) {
-        const T g = grad[j] + l2 * theta[j];
-        m[j] += one_minus_beta1 * (g - m[j]);  // β₁ m + (1 - β₁) g, as torch's lerp_
-        v[j] = beta2 * v[j] + one_minus_beta2 * g * g;
-        theta[j] = decay * theta[j] - step_size * (m[j] / (std::sqrt(v[j]) / bc2_sqrt + eps));
-      }
+      const auto g = grad + l2 * theta;
+      m += one_minus_beta1 * (g - m);  // β₁ m + (1 - β₁) g, as torch's lerp_
+      v = beta2 * v + one_minus_beta2 * g.square();
+      theta = decay * theta - step_size * (m / (v.sqrt() / bc2_sqrt + eps));
     });
   }
 
@@ -299,8 +299,8 @@ double clip_grad_norm(const std::vector<NamedParameter>& parameters, double max_
     const Tensor& g = p.parameter->grad();
     if (g.device() == Device::cpu) {
       with_float_type(g.dtype(), [&]<typename T>() {
-        const T* data = g.data<T>();
-        for (std::int64_t j = 0; j < g.numel(); ++j) sum_squares += double(data[j]) * data[j];
+        // In double, as a vectorised Eigen reduction (a serial double sum does not vectorise).
+        sum_squares += core::as_array<T>(g).template cast<double>().square().sum();
       });
     } else {
       core::Backend& k = core::backend(g.device());
