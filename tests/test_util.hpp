@@ -2,6 +2,7 @@
 // Helpers shared by the test programs.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <initializer_list>
 #include <string>
 
@@ -21,4 +22,17 @@ void expect_error_naming(F&& f, std::initializer_list<std::string> parts) {
   }
 }
 
+// ASBI_FAST_TESTS=1 (the sanitizer preset): statistical fits of thousands of training steps are
+// left to the Release suite; the code paths they train through stay covered by the fast tests.
+inline bool fast_tests() {
+  const char* v = std::getenv("ASBI_FAST_TESTS");
+  return v && std::string(v) == "1";
+}
+
 }  // namespace asbi::test_util
+
+#define ASBI_SKIP_STATISTICAL_FIT_IF_FAST()                                           \
+  do {                                                                                \
+    if (::asbi::test_util::fast_tests())                                              \
+      GTEST_SKIP() << "ASBI_FAST_TESTS=1: statistical fit left to the Release suite"; \
+  } while (0)

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "flows/flow_test_util.hpp"
+#include "test_util.hpp"
 
 #include <algorithm>
 #include <array>
@@ -33,11 +34,6 @@ namespace {
 using core::DType;
 
 constexpr double kTolerance = 1e-6;
-
-bool fast_tests() {
-  const char* v = std::getenv("ASBI_FAST_TESTS");
-  return v && std::string(v) == "1";
-}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -346,7 +342,7 @@ void fit(ConditionalFlow& flow, const Tensor& a, const Tensor& b, const Fit& f,
 }
 
 TEST(Density, UnconditionalNsfFitsTwoMoonsToWithin005Nats) {
-  if (fast_tests()) GTEST_SKIP() << "ASBI_FAST_TESTS=1: statistical fit skipped";
+  ASBI_SKIP_STATISTICAL_FIT_IF_FAST();
   const auto t0 = std::chrono::steady_clock::now();
   core::Rng data(2024, 0);
   const std::int64_t n_train = 20000, n_test = 20000, n_entropy = 200000;
@@ -426,7 +422,7 @@ double kl_gauss2(const std::array<double, 2>& m1, const std::array<double, 4>& s
 }
 
 TEST(Density, ConditionalNsfRecoversALinearGaussian) {
-  if (fast_tests()) GTEST_SKIP() << "ASBI_FAST_TESTS=1: statistical fit skipped";
+  ASBI_SKIP_STATISTICAL_FIT_IF_FAST();
   for (std::uint64_t seed : {1u, 2u}) {
     const auto t0 = std::chrono::steady_clock::now();
     core::Rng data(100 + seed, 0);
@@ -508,7 +504,7 @@ TEST(Density, ConditionalNsfRecoversALinearGaussian) {
 // every spline maps [-3, 3] onto itself, so base draws beyond ±3 - 0.3% of them - leave through
 // the identity tails far from the mode, as in sbi; they move the variance, not the quantiles.)
 TEST(Density, OneDimensionalConditionalNsf) {
-  if (fast_tests()) GTEST_SKIP() << "ASBI_FAST_TESTS=1: statistical fit skipped";
+  ASBI_SKIP_STATISTICAL_FIT_IF_FAST();
   core::Rng data(31, 0);
   const std::int64_t n = 10000;
   std::vector<double> av, bv;

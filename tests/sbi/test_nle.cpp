@@ -85,6 +85,7 @@ TEST_F(Nle, LearnedLikelihoodMatchesTheTrueOneOnHeldOutPairs) {
 }
 
 TEST_F(Nle, McmcPosteriorMatchesTheAnalyticPosteriorForSeveralObservations) {
+  ASBI_SKIP_STATISTICAL_FIT_IF_FAST();
   const auto posterior = estimator_->posterior();
   for (const std::vector<double>& x_o : gm::observations()) {
     const Tensor samples = posterior->sample(2000, x_o, /*seed=*/5);
@@ -252,6 +253,7 @@ TEST(NleReproducibility, SameSeedsGiveIdenticalWeightsAndSamples) {
 
 // SNLE: round 1 simulates at θ drawn from the round-0 posterior and trains on all rows.
 TEST(NleSequential, TwoRoundsConcentrateOnTheObservation) {
+  ASBI_SKIP_STATISTICAL_FIT_IF_FAST();
   const auto simulator = CallableSimulator::per_row(
       gm::kDim, gm::kDim, [](std::span<const double> theta, std::span<double> x, core::Rng& rng) {
         for (std::size_t d = 0; d < theta.size(); ++d) x[d] = theta[d] + gm::kSigma * rng.normal();

@@ -153,6 +153,7 @@ const Trained& trained_gaussian() {
 }
 
 TEST(Npe, GaussianPosteriorMatchesAnalyticAtSeveralObservations) {
+  ASBI_SKIP_STATISTICAL_FIT_IF_FAST();
   const Trained& t = trained_gaussian();
   const nn::TrainResult& result = t.estimator->history().at(0);
   RecordProperty("train_seconds", std::to_string(t.seconds));
@@ -187,6 +188,7 @@ TEST(Npe, GaussianPosteriorMatchesAnalyticAtSeveralObservations) {
 }
 
 TEST(Npe, BoxPriorSamplesStayInsideAndLogProbIsNormalised) {
+  ASBI_SKIP_STATISTICAL_FIT_IF_FAST();
   auto prior = std::make_shared<BoxUniform>(std::vector<double>{-1, -1}, std::vector<double>{1, 1});
   const auto sim = gaussian_simulator();
   const Dataset data = simulate_dataset(*prior, sim, 2000, /*seed=*/21);
@@ -225,6 +227,7 @@ TEST(Npe, BoxPriorSamplesStayInsideAndLogProbIsNormalised) {
 }
 
 TEST(Npe, SequentialRoundsUseTheAtomicLossAndRecoverThePosterior) {
+  ASBI_SKIP_STATISTICAL_FIT_IF_FAST();
   const auto sim = gaussian_simulator();
   auto estimator = make_estimator(gaussian_prior(), 2, small_flow(5));
   const std::vector<double> x_o = {1.5, -1.0};
@@ -249,6 +252,7 @@ TEST(Npe, SequentialRoundsUseTheAtomicLossAndRecoverThePosterior) {
 }
 
 TEST(Npe, AtomicLossCorrectsForAnOffsetProposal) {
+  ASBI_SKIP_STATISTICAL_FIT_IF_FAST();
   // Round 1's θ come from N((1.5, 1.5), 0.5² I) rather than from the posterior at x_o. Fitted by
   // maximum likelihood on the pooled rows, q learns p(x | θ) times the pooled θ density
   // ⅓ N(0, I) + ⅔ N(1.5, 0.25 I), whose posterior mean at x_o = (0.5, 0.5) is 0.67 per

@@ -62,6 +62,7 @@ double correlation(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 TEST_P(Nre, LogitTracksTheTrueLogRatio) {
+  ASBI_SKIP_STATISTICAL_FIT_IF_FAST();
   const Estimator& estimator = trained(GetParam());
   EXPECT_EQ(estimator.history().back().stop_reason, nn::StopReason::converged);
   // At each observation, θ ~ N(posterior mean, (1.5 posterior std)²): where MCMC goes. NRE-B's
