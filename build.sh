@@ -43,6 +43,9 @@ case "$mode" in
     if [ -z "${ASBI_REFERENCE_DIR:-}" ] && [ -d ../shared/reference ]; then
       export ASBI_REFERENCE_DIR="$PWD/../shared/reference"
     fi
+    # Passive OpenMP waits: on a shared machine, spinning threads that wait for a descheduled
+    # partner made training many times slower (docs/benchmarks.md, "Threads").
+    export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
     exec ./build/release/sbi/cli/asbi run "$@"
     ;;
   test)
