@@ -873,19 +873,35 @@ double ess_of(const std::vector<double>& v, std::int64_t m, std::int64_t n) {
 
 }  // namespace
 
-std::vector<double> split_r_hat(const Tensor& chains) {
-  check_chains(chains, "split_r_hat");
+namespace {
+
+// One statistic per dimension of chains [C, T, D] from that dimension's split chains (m halves
+// of n draws each); NaN throughout when a chain holds fewer than 4 states.
+template <typename Statistic>
+std::vector<double> per_dimension(const Tensor& chains, const char* who, Statistic statistic) {
+  check_chains(chains, who);
   const std::int64_t D = chains.dim(2);
   std::vector<double> out(sz(D), kNaN);
   if (chains.dim(1) < 4 || chains.dim(0) < 1) return out;
   for (std::int64_t d = 0; d < D; ++d) {
     std::int64_t m = 0, n = 0;
     const std::vector<double> v = split_chains(chains, d, m, n);
+    out[sz(d)] = statistic(v, m, n);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<double> split_r_hat(const Tensor& chains) {
+  return per_dimension(chains, "split_r_hat",
+                       [](const std::vector<double>& v, std::int64_t m, std::int64_t n) {
     const double bulk = r_hat_of(rank_normalise(v), m, n);
     // Folded: |θ − median| catches chains that agree in location but not in scale.
     std::vector<double> sorted = v;
     const std::size_t mid = sorted.size() / 2;
-    std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(mid), sorted.end());
+    std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(mid),
+                     sorted.end());
     double median = sorted[mid];
     if (sorted.size() % 2 == 0) {
       median = 0.5 * (median + *std::max_element(sorted.begin(),
@@ -894,22 +910,15 @@ std::vector<double> split_r_hat(const Tensor& chains) {
     std::vector<double> folded(v.size());
     for (std::size_t i = 0; i < v.size(); ++i) folded[i] = std::abs(v[i] - median);
     const double tail = r_hat_of(rank_normalise(folded), m, n);
-    out[sz(d)] = std::isnan(bulk) || std::isnan(tail) ? kNaN : std::max(bulk, tail);
-  }
-  return out;
+    return std::isnan(bulk) || std::isnan(tail) ? kNaN : std::max(bulk, tail);
+  });
 }
 
 std::vector<double> effective_sample_size(const Tensor& chains) {
-  check_chains(chains, "effective_sample_size");
-  const std::int64_t D = chains.dim(2);
-  std::vector<double> out(sz(D), kNaN);
-  if (chains.dim(1) < 4 || chains.dim(0) < 1) return out;
-  for (std::int64_t d = 0; d < D; ++d) {
-    std::int64_t m = 0, n = 0;
-    const std::vector<double> v = split_chains(chains, d, m, n);
-    out[sz(d)] = ess_of(rank_normalise(v), m, n);
-  }
-  return out;
+  return per_dimension(chains, "effective_sample_size",
+                       [](const std::vector<double>& v, std::int64_t m, std::int64_t n) {
+                         return ess_of(rank_normalise(v), m, n);
+                       });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -313,7 +313,7 @@ class NpeEstimator : public Estimator {
 
   // The flow, its initial weights from Rng(seed, stream 0): the embedding's first (when any),
   // then the flow's. z-scoring statistics from theta and x (sbi's z_score "independent"), or
-  // identity placeholders for a checkpoint to fill when they are null.
+  // identity statistics, overwritten by restore_state, when they are null.
   std::unique_ptr<flows::ConditionalFlow> build(const Tensor* theta, const Tensor* x) const {
     const DType dtype = model_->dtype;
     core::Rng init(options_.seed, 0);

@@ -99,12 +99,11 @@ class CliTest : public ::testing::Test {
                                                           << lines[0];
   }
 
-  // A small trained model, or a skip while NPE is not built in this tree.
+  // A small trained NPE model in the test's folder.
   fs::path trained_model() const {
     const CliResult r = run(
         "train --task two_moons --method npe --simulations 500 --max-epochs 3 --transforms 1 "
         "--hidden 16 --seed 2 --progress none --out model --json");
-    if (r.code != 0 && r.err.find("not built yet") != std::string::npos) return {};
     EXPECT_EQ(r.code, 0) << r.err;
     return path("model");
   }
@@ -206,7 +205,6 @@ TEST_F(CliTest, PrintDefaultConfigReadsBackAsAConfig) {
 
 TEST_F(CliTest, TrainThenSampleRoundTrip) {
   const fs::path model = trained_model();
-  if (model.empty()) GTEST_SKIP() << "NPE is not built in this tree yet";
   for (const char* f : {"model.asbi", "config.toml", "training_log.csv"})
     EXPECT_TRUE(fs::is_regular_file(model / f)) << f;
   std::vector<std::string> header;
@@ -239,23 +237,19 @@ TEST_F(CliTest, TrainThenSampleRoundTrip) {
 }
 
 TEST_F(CliTest, RunsASmallJobFromAConfig) {
-  if (!trained_model().empty()) {
-    file("job.toml",
-         "[task]\nname = \"two_moons\"\nobservation_file = \"x.csv\"\n"
-         "[simulation]\ncount = 400\n[training]\nmax_epochs = 2\n"
-         "[network]\ntransforms = 1\nhidden = 16\n"
-         "[sampling]\nnum_samples = 200\n[output]\ndir = \"job\"\nplot = false\n");
-    file("x.csv", "data_1,data_2\n-0.6396706,0.16234657\n");
-    const CliResult r = run("run job.toml --json --progress none");
-    ASSERT_EQ(r.code, 0) << r.err;
-    const json summary = json::parse(r.out);
-    EXPECT_EQ(summary["sampling"]["samples"], 200);
-    EXPECT_TRUE(summary["c2st"].is_null());  // not an sbibm observation: no reference
-    EXPECT_TRUE(fs::is_regular_file(path("job") / "samples.csv"));
-    EXPECT_TRUE(fs::is_regular_file(path("job") / "summary.json"));
-  } else {
-    GTEST_SKIP() << "NPE is not built in this tree yet";
-  }
+  file("job.toml",
+       "[task]\nname = \"two_moons\"\nobservation_file = \"x.csv\"\n"
+       "[simulation]\ncount = 400\n[training]\nmax_epochs = 2\n"
+       "[network]\ntransforms = 1\nhidden = 16\n"
+       "[sampling]\nnum_samples = 200\n[output]\ndir = \"job\"\nplot = false\n");
+  file("x.csv", "data_1,data_2\n-0.6396706,0.16234657\n");
+  const CliResult r = run("run job.toml --json --progress none");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json summary = json::parse(r.out);
+  EXPECT_EQ(summary["sampling"]["samples"], 200);
+  EXPECT_TRUE(summary["c2st"].is_null());  // not an sbibm observation: no reference
+  EXPECT_TRUE(fs::is_regular_file(path("job") / "samples.csv"));
+  EXPECT_TRUE(fs::is_regular_file(path("job") / "summary.json"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -326,9 +320,8 @@ TEST_F(CliTest, CorruptModelFileIsNamed) {
   file("junk/model.asbi", "this is not a checkpoint\n");
   expect_one_line_error(run("sample --model junk --observation x.csv --out s.csv"), "sample",
                         {"junk/model.asbi"});
-  // A real checkpoint with flipped bytes (needs NPE).
+  // A real checkpoint with flipped bytes.
   const fs::path model = trained_model();
-  if (model.empty()) GTEST_SKIP() << "NPE is not built in this tree yet";
   std::string bytes = read_file(model / "model.asbi");
   ASSERT_GT(bytes.size(), 200u);
   for (std::size_t i = bytes.size() / 2; i < bytes.size() / 2 + 8; ++i) bytes[i] = ~bytes[i];
