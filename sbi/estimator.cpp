@@ -1,16 +1,16 @@
 #include "sbi/estimator.hpp"
 
 #include <cmath>
-#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "core/error.hpp"
 #include "nn/checkpoint.hpp"
 #include "sbi/methods.hpp"
+#include "sbi/options_json.hpp"
 
 namespace asbi::sbi {
 
-using nlohmann::json;
+using detail::json;
 
 namespace {
 
@@ -114,10 +114,14 @@ Tensor stack_rows(const std::vector<Tensor>& chunks, std::int64_t width) {
 Tensor Estimator::theta_data() const { return stack_rows(theta_chunks_, theta_dim()); }
 Tensor Estimator::x_data() const { return stack_rows(x_chunks_, x_dim_); }
 
-void Estimator::save(const std::filesystem::path& path) const {
+nn::Checkpoint Estimator::checkpoint() const {
   nn::Checkpoint checkpoint{.config = to_json(options_, theta_dim(), x_dim_)};
   add_state(checkpoint);
-  nn::save_checkpoint(path, checkpoint);
+  return checkpoint;
+}
+
+void Estimator::save(const std::filesystem::path& path) const {
+  nn::save_checkpoint(path, checkpoint());
 }
 
 std::unique_ptr<Estimator> make_estimator(std::shared_ptr<const Prior> prior, std::int64_t x_dim,
@@ -159,14 +163,7 @@ std::string to_json(const EstimatorOptions& o, std::int64_t theta_dim, std::int6
   j["nre_c"] = {{"classes", o.nre_c_classes}, {"gamma", o.nre_c_gamma}};
   j["z_score"] = {{"theta", o.z_score_theta}, {"x", o.z_score_x}};
   j["embedding"] = {{"hidden", o.embedding.hidden}, {"features", o.embedding.features}};
-  j["train"] = {{"batch_size", o.train.batch_size},
-                {"learning_rate", o.train.learning_rate},
-                {"validation_fraction", o.train.validation_fraction},
-                {"patience", o.train.patience},
-                {"max_epochs", o.train.max_epochs},
-                {"clip_norm", o.train.clip_norm},
-                {"seed", o.train.seed},
-                {"schedule", nn::name(o.train.schedule.kind)}};
+  j["train"] = detail::train_options_json(o.train);
   j["mcmc"] = {{"sampler", name(o.mcmc.sampler)},
                {"chains", o.mcmc.chains},
                {"warmup", o.mcmc.warmup},
@@ -176,34 +173,9 @@ std::string to_json(const EstimatorOptions& o, std::int64_t theta_dim, std::int6
   return j.dump(2);
 }
 
-namespace {
-
-// Reads j[key] (when present) into `out`, naming source and field on a type mismatch.
-template <class T>
-void read_field(const json& j, const char* key, T& out, const std::string& source,
-                const std::string& path) {
-  if (!j.contains(key)) return;
-  try {
-    out = j.at(key).get<T>();
-  } catch (const json::exception&) {
-    throw core::IoError(core::str(source, ": field '", path, key, "' has the wrong type (",
-                                  j.at(key).type_name(), ")"));
-  }
-}
-
-template <class Parse>
-auto read_named(const json& j, const char* key, const std::string& source,
-                const std::string& path, Parse parse) -> decltype(parse(std::string())) {
-  std::string value;
-  read_field(j, key, value, source, path);
-  try {
-    return parse(value);
-  } catch (const core::Error& e) {
-    throw core::IoError(core::str(source, ": field '", path, key, "': ", e.what()));
-  }
-}
-
-}  // namespace
+using detail::read_field;
+using detail::read_named;
+using detail::section;
 
 EstimatorOptions estimator_options_from_json(const std::string& text, const std::string& source,
                                              std::int64_t* theta_dim, std::int64_t* x_dim) {
@@ -241,8 +213,7 @@ EstimatorOptions estimator_options_from_json(const std::string& text, const std:
                                     f, "\""));
     o.flow = f == "nsf" ? flows::FlowKind::nsf : flows::FlowKind::maf;
   }
-  const json empty = json::object();
-  const json& nsf = j.contains("nsf") ? j.at("nsf") : empty;
+  const json& nsf = section(j, "nsf");
   read_field(nsf, "transforms", o.nsf.transforms, source, "nsf.");
   read_field(nsf, "hidden", o.nsf.hidden, source, "nsf.");
   read_field(nsf, "blocks", o.nsf.blocks, source, "nsf.");
@@ -252,37 +223,28 @@ EstimatorOptions estimator_options_from_json(const std::string& text, const std:
   read_field(nsf, "dropout", o.nsf.dropout, source, "nsf.");
   if (nsf.contains("activation"))
     o.nsf.activation = read_named(nsf, "activation", source, "nsf.", nn::activation_from_name);
-  const json& maf = j.contains("maf") ? j.at("maf") : empty;
+  const json& maf = section(j, "maf");
   read_field(maf, "transforms", o.maf.transforms, source, "maf.");
   read_field(maf, "hidden", o.maf.hidden, source, "maf.");
   read_field(maf, "blocks", o.maf.blocks, source, "maf.");
   read_field(maf, "residual", o.maf.residual, source, "maf.");
   if (maf.contains("activation"))
     o.maf.activation = read_named(maf, "activation", source, "maf.", nn::activation_from_name);
-  const json& cls = j.contains("classifier") ? j.at("classifier") : empty;
+  const json& cls = section(j, "classifier");
   read_field(cls, "hidden", o.classifier_hidden, source, "classifier.");
   read_field(cls, "blocks", o.classifier_blocks, source, "classifier.");
   read_field(j, "num_atoms", o.num_atoms, source, "");
-  const json& c = j.contains("nre_c") ? j.at("nre_c") : empty;
+  const json& c = section(j, "nre_c");
   read_field(c, "classes", o.nre_c_classes, source, "nre_c.");
   read_field(c, "gamma", o.nre_c_gamma, source, "nre_c.");
-  const json& z = j.contains("z_score") ? j.at("z_score") : empty;
+  const json& z = section(j, "z_score");
   read_field(z, "theta", o.z_score_theta, source, "z_score.");
   read_field(z, "x", o.z_score_x, source, "z_score.");
-  const json& e = j.contains("embedding") ? j.at("embedding") : empty;
+  const json& e = section(j, "embedding");
   read_field(e, "hidden", o.embedding.hidden, source, "embedding.");
   read_field(e, "features", o.embedding.features, source, "embedding.");
-  const json& t = j.contains("train") ? j.at("train") : empty;
-  read_field(t, "batch_size", o.train.batch_size, source, "train.");
-  read_field(t, "learning_rate", o.train.learning_rate, source, "train.");
-  read_field(t, "validation_fraction", o.train.validation_fraction, source, "train.");
-  read_field(t, "patience", o.train.patience, source, "train.");
-  read_field(t, "max_epochs", o.train.max_epochs, source, "train.");
-  read_field(t, "clip_norm", o.train.clip_norm, source, "train.");
-  read_field(t, "seed", o.train.seed, source, "train.");
-  if (t.contains("schedule"))
-    o.train.schedule.kind = read_named(t, "schedule", source, "train.", nn::schedule_kind_from_name);
-  const json& m = j.contains("mcmc") ? j.at("mcmc") : empty;
+  detail::read_train_options(section(j, "train"), o.train, source, "train.");
+  const json& m = section(j, "mcmc");
   if (m.contains("sampler"))
     o.mcmc.sampler = read_named(m, "sampler", source, "mcmc.", sampler_from_name);
   read_field(m, "chains", o.mcmc.chains, source, "mcmc.");

@@ -93,6 +93,8 @@ class Estimator {
   // Options (JSON, to_json below), dimensions, weights and z-scoring statistics in one checkpoint
   // file, written atomically.
   void save(const std::filesystem::path& path) const;
+  // What save() writes, in memory (for models that store an estimator inside their own file).
+  nn::Checkpoint checkpoint() const;
   // Builds the network and restores what add_state wrote (names, shapes, dtypes checked).
   virtual void restore_state(const nn::Checkpoint& checkpoint) = 0;
 

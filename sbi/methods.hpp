@@ -7,8 +7,17 @@
 
 namespace asbi::sbi::detail {
 
+// `trained_flow`, when given, must come from build_npe_flow with the same dimensions and options:
+// the estimator starts from it (its posterior is usable at once; train() continues from it).
 std::unique_ptr<Estimator> make_npe(std::shared_ptr<const Prior> prior, std::int64_t x_dim,
-                                    const EstimatorOptions& options);
+                                    const EstimatorOptions& options,
+                                    std::unique_ptr<flows::ConditionalFlow> trained_flow = nullptr);
+// NPE's conditional flow q(θ | x) for these options (initial weights from Rng(options.seed, 0));
+// z-scoring statistics fitted on theta [n, D] and x [n, X], or identity statistics when null.
+std::unique_ptr<flows::ConditionalFlow> build_npe_flow(std::int64_t theta_dim, std::int64_t x_dim,
+                                                       const EstimatorOptions& options,
+                                                       const Tensor* theta, const Tensor* x);
+DType npe_flow_dtype(const EstimatorOptions& options);
 std::unique_ptr<Estimator> make_nle(std::shared_ptr<const Prior> prior, std::int64_t x_dim,
                                     const EstimatorOptions& options);
 // nre_a, nre_b and nre_c.

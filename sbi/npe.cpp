@@ -41,6 +41,37 @@
 #include "sbi/methods.hpp"
 
 namespace asbi::sbi::detail {
+
+flows::FlowKind npe_flow_kind(const EstimatorOptions& options) {
+  return options.flow.value_or(flows::FlowKind::nsf);
+}
+
+DType npe_flow_dtype(const EstimatorOptions& options) {
+  return npe_flow_kind(options) == flows::FlowKind::nsf ? options.nsf.dtype : options.maf.dtype;
+}
+
+// The flow, its initial weights from Rng(seed, stream 0): the embedding's first (when any), then
+// the flow's. z-scoring statistics from theta and x (sbi's z_score "independent"), or identity
+// statistics, overwritten by a restore, when they are null.
+std::unique_ptr<flows::ConditionalFlow> build_npe_flow(std::int64_t theta_dim, std::int64_t x_dim,
+                                                       const EstimatorOptions& options,
+                                                       const Tensor* theta, const Tensor* x) {
+  const DType dtype = npe_flow_dtype(options);
+  core::Rng init(options.seed, 0);
+  flows::FlowInputs inputs;
+  if (options.z_score_theta)
+    inputs.target =
+        theta ? nn::Standardizer::fit(*theta) : nn::Standardizer::identity(theta_dim, dtype);
+  if (options.z_score_x)
+    inputs.context = x ? nn::Standardizer::fit(*x) : nn::Standardizer::identity(x_dim, dtype);
+  if (options.embedding.features > 0)
+    inputs.embedding =
+        std::make_unique<nn::Mlp>(x_dim, options.embedding.hidden, options.embedding.features,
+                                  init, nn::Activation::relu, dtype);
+  return npe_flow_kind(options) == flows::FlowKind::nsf
+             ? flows::nsf(theta_dim, x_dim, init, options.nsf, std::move(inputs))
+             : flows::maf(theta_dim, x_dim, init, options.maf, std::move(inputs));
+}
 namespace {
 
 using ad::Var;
@@ -231,7 +262,13 @@ class NpeEstimator : public Estimator {
       throw core::ValueError(
           "npe: embedding.hidden is set but embedding.features is 0 (no "
           "embedding); set embedding.features > 0");
-    model_->dtype = kind() == flows::FlowKind::nsf ? options_.nsf.dtype : options_.maf.dtype;
+    model_->dtype = npe_flow_dtype(options_);
+  }
+
+  // Adopts a flow built by build_npe_flow for the same options (and trained elsewhere).
+  void adopt(std::unique_ptr<flows::ConditionalFlow> flow) {
+    model_->flow = std::move(flow);
+    ++model_->version;
   }
 
   nn::TrainResult train() override {
@@ -239,7 +276,7 @@ class NpeEstimator : public Estimator {
       throw core::StateError("npe train: no simulations; call append_simulations first");
     const Tensor theta = theta_data().to(model_->dtype);
     const Tensor x = x_data().to(model_->dtype);
-    if (!model_->flow) model_->flow = build(&theta, &x);
+    if (!model_->flow) model_->flow = build_npe_flow(theta_dim(), x_dim_, options_, &theta, &x);
     const std::vector<int>& rounds = row_rounds();
     const bool atomic = std::any_of(rounds.begin(), rounds.end(), [](int r) { return r > 0; });
 
@@ -293,7 +330,8 @@ class NpeEstimator : public Estimator {
   // A fresh network of the configured shape, then the checkpoint's weights and z-scoring
   // statistics; the current network is replaced only once everything matched.
   void restore_state(const nn::Checkpoint& checkpoint) override {
-    std::unique_ptr<flows::ConditionalFlow> flow = build(nullptr, nullptr);
+    std::unique_ptr<flows::ConditionalFlow> flow =
+        build_npe_flow(theta_dim(), x_dim_, options_, nullptr, nullptr);
     nn::restore_module(checkpoint, "model", *flow);
     nn::restore_tensors(checkpoint, "buffers", flow->buffers(), "npe flow buffers");
     model_->flow = std::move(flow);
@@ -309,29 +347,6 @@ class NpeEstimator : public Estimator {
   }
 
  private:
-  flows::FlowKind kind() const { return options_.flow.value_or(flows::FlowKind::nsf); }
-
-  // The flow, its initial weights from Rng(seed, stream 0): the embedding's first (when any),
-  // then the flow's. z-scoring statistics from theta and x (sbi's z_score "independent"), or
-  // identity statistics, overwritten by restore_state, when they are null.
-  std::unique_ptr<flows::ConditionalFlow> build(const Tensor* theta, const Tensor* x) const {
-    const DType dtype = model_->dtype;
-    core::Rng init(options_.seed, 0);
-    flows::FlowInputs inputs;
-    if (options_.z_score_theta)
-      inputs.target =
-          theta ? nn::Standardizer::fit(*theta) : nn::Standardizer::identity(theta_dim(), dtype);
-    if (options_.z_score_x)
-      inputs.context = x ? nn::Standardizer::fit(*x) : nn::Standardizer::identity(x_dim_, dtype);
-    if (options_.embedding.features > 0)
-      inputs.embedding =
-          std::make_unique<nn::Mlp>(x_dim_, options_.embedding.hidden, options_.embedding.features,
-                                    init, nn::Activation::relu, dtype);
-    return kind() == flows::FlowKind::nsf
-               ? flows::nsf(theta_dim(), x_dim_, init, options_.nsf, std::move(inputs))
-               : flows::maf(theta_dim(), x_dim_, init, options_.maf, std::move(inputs));
-  }
-
   // SNPE-C's atomic loss (see the top of this file) for a batch θ [B, D], x [B, X], log p(θ)
   // [B, 1] → [B]. Row i·A of the atom set is θ_i itself, rows i·A + 1 … i·A + A − 1 the
   // contrasting atoms; all A rows are scored against x_i.
@@ -372,8 +387,11 @@ class NpeEstimator : public Estimator {
 }  // namespace
 
 std::unique_ptr<Estimator> make_npe(std::shared_ptr<const Prior> prior, std::int64_t x_dim,
-                                    const EstimatorOptions& options) {
-  return std::make_unique<NpeEstimator>(std::move(prior), x_dim, options);
+                                    const EstimatorOptions& options,
+                                    std::unique_ptr<flows::ConditionalFlow> trained_flow) {
+  auto estimator = std::make_unique<NpeEstimator>(std::move(prior), x_dim, options);
+  if (trained_flow) estimator->adopt(std::move(trained_flow));
+  return estimator;
 }
 
 }  // namespace asbi::sbi::detail

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "sbi/cli/common.hpp"
+#include "sbi/cli/sets.hpp"
 #include "sbi/csv.hpp"
 #include "sbi/diagnostics.hpp"
 #include "sbi/plot.hpp"
@@ -93,14 +94,21 @@ void register_simulate(CLI::App& app) {
     std::string task, out;
     std::int64_t num = 0;
     std::int64_t batch_size = 1000;
+    int observation_index = 0;  // set tasks
+    std::int64_t set_size = 0;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = register_command(
       app, "simulate",
       "Draw θ from a task's prior and simulate x; writes one row per simulation "
-      "(parameter_1…, data_1…). Simulations that fail (non-finite x) are dropped and counted.",
+      "(parameter_1…, data_1…). Simulations that fail (non-finite x) are dropped and counted. "
+      "For a set task, writes observation K at N elements instead (--observation-index K "
+      "--set-size N; one row per element: data_1…), the file asbi sample takes.",
       "asbi simulate --task two_moons --num 1000 --seed 3 --out sims.csv", [o] {
         apply_threads(o->common);
+        if (is_set_task(o->task))
+          return run_set_simulate(o->task, o->observation_index, o->set_size, o->out, o->common);
+        if (o->num < 1) throw CLI::RequiredError("--num");  // a usage error (exit code 2)
         const auto task = task_from_option(o->task);
         const Stopwatch watch;
         log_line(str("simulating ", o->num, " draws of ", task->name(), " …"));
@@ -136,7 +144,12 @@ void register_simulate(CLI::App& app) {
         return 0;
       });
   cmd->add_option("--task", o->task, "task name (asbi tasks lists them)")->required();
-  cmd->add_option("--num", o->num, "number of simulations")->required()->check(at_least(1));
+  cmd->add_option("--num", o->num, "number of simulations")->check(at_least(1));
+  cmd->add_option("--observation-index", o->observation_index,
+                  "set tasks: write observation K (one row per element)")
+      ->check(at_least(1));
+  cmd->add_option("--set-size", o->set_size, "set tasks: elements of the observation")
+      ->check(at_least(1));
   cmd->add_option("--out", o->out, "output CSV")->required();
   cmd->add_option("--batch-size", o->batch_size, "simulations per simulator call")
       ->capture_default_str()

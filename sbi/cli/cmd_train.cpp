@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "sbi/cli/jobs.hpp"
+#include "sbi/cli/sets.hpp"
 #include "sbi/csv.hpp"
 #include "sbi/estimator.hpp"
 #include "sbi/reference.hpp"
@@ -197,6 +198,7 @@ void register_train(CLI::App& app) {
     int transforms = 0, blocks = 0;
     std::int64_t hidden = 0;
     std::string out;
+    SetTrainFlags sets;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = register_command(
@@ -207,6 +209,21 @@ void register_train(CLI::App& app) {
       "asbi train --task two_moons --method npe --simulations 10000 --seed 1 --out models/tm",
       [o] {
         apply_threads(o->common);
+        if (is_set_task(o->config.task) || o->sets.any()) {
+          if (!is_set_task(o->config.task))
+            throw core::ValueError(str("--task ", o->config.task, " is not a set task; the set "
+                                       "flags (--set-encoder, --set-size, …) need one"));
+          if (o->config.method != "npe")
+            throw core::ValueError(str("--method ", o->config.method, ": set tasks train npe"));
+          return run_set_train({.task = o->config.task,
+                                .out = o->out,
+                                .simulations = o->config.simulations,
+                                .train = o->config.train,
+                                .hidden = o->hidden,
+                                .transforms = o->transforms,
+                                .blocks = o->blocks},
+                               o->sets, o->common);
+        }
         RunConfig config = o->config;
         config.seed = o->common.seed;
         config.dir = o->out;
@@ -296,6 +313,7 @@ void register_train(CLI::App& app) {
       ->capture_default_str()
       ->check(at_least(1));
   cmd->add_option("--out", o->out, "output folder DIR")->required();
+  add_set_train_options(*cmd, o->sets);
   add_common_options(*cmd, o->common);
 }
 
@@ -316,6 +334,8 @@ void register_sample(CLI::App& app) {
       "samples.csv",
       [o] {
         apply_threads(o->common);
+        if (is_set_model(o->model))
+          return run_set_sample(o->model, o->observation.file, o->num_samples, o->out, o->common);
         const LoadedModel model = load_model(o->model);
         ObservationSource source = o->observation;
         if (source.file.empty() && source.index == 0) {
@@ -365,6 +385,8 @@ void register_reference(CLI::App& app) {
       "asbi reference --task two_moons --observation-index 1 --num-samples 10000 --out ref.csv",
       [o] {
         apply_threads(o->common);
+        if (is_set_task(o->task))
+          return run_set_reference(o->task, o->observation.file, o->num_samples, o->out, o->common);
         const auto task = with_flag("--task", [&] { return sbi::make_task(o->task); });
         if (!task->has_likelihood())
           throw core::ValueError(str("--task ", o->task, ": the task has no tractable "

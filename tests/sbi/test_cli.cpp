@@ -377,3 +377,65 @@ TEST_F(CliTest, SequentialTrainingNeedsAnObservation) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Set tasks: the whole pipeline through the command line.
+
+TEST_F(CliTest, SetTaskPipelineSimulateTrainSampleReference) {
+  const CliResult sim = run(
+      "simulate --task gaussian_nuisance --observation-index 3 --set-size 25 --out set.csv --json");
+  ASSERT_EQ(sim.code, 0) << sim.err;
+  EXPECT_EQ(json::parse(sim.out)["set_size"], 25);
+  std::vector<std::string> header;
+  const auto set = asbi::sbi::read_csv(path("set.csv").string(), asbi::core::DType::f64, &header);
+  EXPECT_EQ(set.dim(0), 25);
+  EXPECT_EQ(header, (std::vector<std::string>{"data_1"}));
+
+  const CliResult train = run(
+      "train --task gaussian_nuisance --method npe --set-encoder deepset --pair-training "
+      "--set-size 10:40 --simulations 300 --max-epochs 2 --transforms 1 --hidden 16 "
+      "--set-embedding-features 4 --encoder-hidden 16 --seed 2 --progress none --out model --json");
+  ASSERT_EQ(train.code, 0) << train.err;
+  const json s = json::parse(train.out);
+  EXPECT_EQ(s["training"], "pairs");
+  EXPECT_LE(s["encoder_elements"].get<std::int64_t>(), 600);  // sets of one or two elements
+  for (const char* f : {"model.asbi", "config.json", "training_log.csv"})
+    EXPECT_TRUE(fs::is_regular_file(path("model") / f)) << f;
+
+  const CliResult sample =
+      run("sample --model model --observation set.csv --num-samples 200 --out s.csv --json");
+  ASSERT_EQ(sample.code, 0) << sample.err;
+  EXPECT_EQ(json::parse(sample.out)["set_size"], 25);
+  EXPECT_EQ(asbi::sbi::read_csv(path("s.csv").string()).dim(0), 200);
+
+  const CliResult ref = run(
+      "reference --task gaussian_nuisance --observation set.csv --num-samples 200 --out r.csv");
+  ASSERT_EQ(ref.code, 0) << ref.err;
+  EXPECT_EQ(asbi::sbi::read_csv(path("r.csv").string()).dim(1), 1);
+
+  // Bad set observations: wrong width, NaN, no elements.
+  file("wide.csv", "data_1,data_2\n1,2\n");
+  expect_one_line_error(run("sample --model model --observation wide.csv --out u.csv"), "sample",
+                        {"wide.csv", "1 columns"});
+  file("nan.csv", "data_1\n0.5\nnan\n");
+  expect_one_line_error(run("sample --model model --observation nan.csv --out u.csv"), "sample",
+                        {"nan.csv", "line 3", "column 1"});
+  file("none.csv", "data_1\n");
+  expect_one_line_error(run("sample --model model --observation none.csv --out u.csv"), "sample",
+                        {"none.csv"});
+}
+
+TEST_F(CliTest, SetFlagsNeedASetTaskAndASetSize) {
+  expect_one_line_error(run("train --task two_moons --method npe --simulations 100 "
+                            "--set-encoder deepset --set-size 10 --out m"),
+                        "train", {"two_moons", "not a set task"});
+  expect_one_line_error(run("train --task gaussian_nuisance --method npe --simulations 100 "
+                            "--set-encoder deepset --out m"),
+                        "train", {"--set-size"});
+  expect_one_line_error(run("train --task gaussian_nuisance --method npe --simulations 100 "
+                            "--set-encoder deepset --set-size 20:5 --out m"),
+                        "train", {"--set-size", "20:5"});
+  expect_one_line_error(run("train --task gaussian_nuisance --method npe --simulations 100 "
+                            "--set-size 20 --out m"),
+                        "train", {"--set-encoder deepset"});
+}
