@@ -430,22 +430,23 @@ std::vector<double> single_row(const std::filesystem::path& path) {
 
 }  // namespace
 
-std::vector<double> reference_observation(const std::string& task, int k) {
-  const std::string obs = "num_observation_" + std::to_string(k);
-  const std::filesystem::path dir = sbibm_reference_dir();
-  if (task == "bernoulli_glm_raw")
-    return single_row(dir / "bernoulli_glm" / obs / "observation_raw.csv");
-  if (task == "slcp_distractors")
-    return single_row(dir / "slcp" / obs / "observation_distractors.csv");
-  return single_row(dir / task / obs / "observation.csv");
-}
-
-std::vector<double> reference_true_parameters(const std::string& task, int k) {
-  const std::string obs = "num_observation_" + std::to_string(k);
+std::filesystem::path reference_observation_dir(const std::string& task, int k) {
+  // The distractor and raw variants share their base task's folder (TASKS.md).
   std::string folder = task;
   if (task == "bernoulli_glm_raw") folder = "bernoulli_glm";
   if (task == "slcp_distractors") folder = "slcp";
-  return single_row(sbibm_reference_dir() / folder / obs / "true_parameters.csv");
+  return sbibm_reference_dir() / folder / ("num_observation_" + std::to_string(k));
+}
+
+std::vector<double> reference_observation(const std::string& task, int k) {
+  const std::filesystem::path dir = reference_observation_dir(task, k);
+  if (task == "bernoulli_glm_raw") return single_row(dir / "observation_raw.csv");
+  if (task == "slcp_distractors") return single_row(dir / "observation_distractors.csv");
+  return single_row(dir / "observation.csv");
+}
+
+std::vector<double> reference_true_parameters(const std::string& task, int k) {
+  return single_row(reference_observation_dir(task, k) / "true_parameters.csv");
 }
 
 }  // namespace asbi::sbi

@@ -57,6 +57,9 @@ std::unique_ptr<Task> make_task(const std::string& name);
 std::filesystem::path sbibm_reference_dir();
 // The numeric rows of a reference CSV (header skipped); throws IoError naming the path.
 std::vector<std::vector<double>> read_reference_rows(const std::filesystem::path& path);
+// The folder of observation k (1-based) of a task: .../sbibm/<task>/num_observation_k, the base
+// task's folder for slcp_distractors and bernoulli_glm_raw (they share its reference samples).
+std::filesystem::path reference_observation_dir(const std::string& task, int k);
 // x_o and θ* of observation k (1-based) of a task, from the sbibm reference folder (tasks
 // slcp_distractors and bernoulli_glm_raw read their base task's folder).
 std::vector<double> reference_observation(const std::string& task, int k);

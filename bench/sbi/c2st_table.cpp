@@ -150,8 +150,7 @@ int main(int argc, char** argv) {
             const core::Tensor samples = posterior->sample(num_samples, x_o, seed + k);
             const double sample_seconds = seconds_since(sample_start);
             const core::Tensor reference = sbi::read_csv(
-                sbi::sbibm_reference_dir() / task_name /
-                ("num_observation_" + std::to_string(k)) / "reference_posterior_samples.csv");
+                sbi::reference_observation_dir(task_name, k) / "reference_posterior_samples.csv");
             const double accuracy = sbi::c2st(reference, samples);
             json row = {{"task", task_name},
                         {"method", method},

@@ -166,18 +166,13 @@ Tensor subsample_rows(const Tensor& x, std::int64_t rows, std::uint64_t seed) {
 
 std::optional<std::filesystem::path> reference_samples_path(const std::string& task, int k,
                                                             std::string* why) {
-  std::filesystem::path dir;
+  std::filesystem::path path;
   try {
-    dir = sbi::sbibm_reference_dir();
+    path = sbi::reference_observation_dir(task, k) / "reference_posterior_samples.csv";
   } catch (const core::Error& e) {
     if (why) *why = e.what();
     return std::nullopt;
   }
-  // The distractor and raw variants share their base task's posterior (TASKS.md).
-  std::string folder = task;
-  if (task == "slcp_distractors") folder = "slcp";
-  if (task == "bernoulli_glm_raw") folder = "bernoulli_glm";
-  const auto path = dir / folder / str("num_observation_", k) / "reference_posterior_samples.csv";
   if (!std::filesystem::is_regular_file(path)) {
     if (why) *why = str("no reference samples at ", path.string());
     return std::nullopt;
