@@ -178,17 +178,31 @@ class JointModel : public nn::Module {
 };
 
 // A copy of a trained head in a fresh flow of the same configuration (what an NPE estimator
-// adopts): weights and z-scoring statistics.
+// adopts). With `theta` and `features` null it copies the z-scoring statistics too (the
+// end-to-end head goes on seeing what it was trained on); otherwise it copies only the weights
+// and fits the z-scoring to the new data. That is what fine-tuning on aggregated embeddings
+// needs: stage 1's head ran on raw features (identity z-scoring) with log N in {0, log 2},
+// while the mean embeddings of large sets spread far less than single elements do, so without
+// re-fitted scales the head has to resolve a posterior of width ~1/√N in unscaled inputs (at
+// N = 10 000 that costs C2ST 0.53 → 0.70 on gaussian_nuisance).
 std::unique_ptr<flows::ConditionalFlow> copy_head(const flows::ConditionalFlow& trained,
                                                   std::int64_t targets, std::int64_t features,
-                                                  const EstimatorOptions& options) {
+                                                  const EstimatorOptions& options,
+                                                  const Tensor* theta = nullptr,
+                                                  const Tensor* feature_rows = nullptr) {
   nn::Checkpoint state;
   nn::add_module(state, "model", trained);
-  nn::add_tensors(state, "buffers", const_cast<flows::ConditionalFlow&>(trained).buffers());
-  auto copy = detail::build_npe_flow(targets, features, options, nullptr, nullptr);
+  auto copy = detail::build_npe_flow(targets, features, options, theta, feature_rows);
   nn::restore_module(state, "model", *copy);
-  nn::restore_tensors(state, "buffers", copy->buffers(), "set head buffers");
+  if (!theta && !feature_rows) {
+    nn::add_tensors(state, "buffers", const_cast<flows::ConditionalFlow&>(trained).buffers());
+    nn::restore_tensors(state, "buffers", copy->buffers(), "set head buffers");
+  }
   return copy;
+}
+
+SetSizeRange trained_sizes(const SetEstimatorOptions& o) {
+  return {.min = o.min_set_size, .max = o.max_set_size};
 }
 
 void check_set_options(const SetTask& task, const SetEstimatorOptions& o) {
@@ -253,9 +267,16 @@ std::int64_t SetTrainReport::peak_bytes() const {
 // SetPosterior
 
 SetPosterior::SetPosterior(std::shared_ptr<const nn::DeepSet> encoder,
-                           std::shared_ptr<Posterior> head, nn::AggregateOptions aggregate)
-    : encoder_(std::move(encoder)), head_(std::move(head)), aggregate_(aggregate) {
+                           std::shared_ptr<Posterior> head, nn::AggregateOptions aggregate,
+                           SetSizeRange trained_sizes)
+    : encoder_(std::move(encoder)),
+      head_(std::move(head)),
+      aggregate_(aggregate),
+      trained_sizes_(trained_sizes) {
   if (!encoder_ || !head_) throw core::ValueError("set posterior: expected an encoder and a head");
+  if (trained_sizes_.min < 1 || trained_sizes_.max < trained_sizes_.min)
+    throw core::ValueError(str("set posterior: expected 1 <= min <= max trained set size, got ",
+                               trained_sizes_.min, " and ", trained_sizes_.max));
   if (head_->x_dim() != encoder_->output_features())
     throw core::ShapeError(str("set posterior: the head takes ", head_->x_dim(),
                                " features but the encoder gives ", encoder_->output_features()));
@@ -267,6 +288,11 @@ std::vector<double> SetPosterior::features(const Tensor& set) const {
     throw core::ShapeError(str("set observation: expected one row per element with ", x,
                                " columns (data_1 … data_", x, "), got shape ", set.shape()));
   if (set.dim(0) < 1) throw core::ValueError("set observation: the set has no elements");
+  if (set.dim(0) < trained_sizes_.min || set.dim(0) > trained_sizes_.max)
+    throw core::ValueError(str("set observation: the set has ", set.dim(0),
+                               " elements, but the head was trained on sets of ",
+                               trained_sizes_.min, "…", trained_sizes_.max,
+                               " elements; train with a set size range that covers it"));
   const Tensor values = set.to(DType::f32);
   const float* v = values.data<float>();
   for (std::int64_t i = 0; i < values.numel(); ++i)
@@ -353,11 +379,11 @@ SetTrainReport SetEstimator::train() {
   encoder_ = std::shared_ptr<nn::DeepSet>(joint, &joint->encoder());
   report.train_encoder = encoder_meter.done();
 
-  std::unique_ptr<flows::ConditionalFlow> trained_head;
-  if (!pairs || o.fine_tune_head)
-    trained_head = copy_head(joint->head(), targets, features, o.head);
-  head_ = detail::make_npe(task_->target_prior(), features, o.head, std::move(trained_head));
-  if (!pairs) return report;
+  if (!pairs) {
+    head_ = detail::make_npe(task_->target_prior(), features, o.head,
+                             copy_head(joint->head(), targets, features, o.head));
+    return report;
+  }
 
   // Stage 2: the frozen encoder aggregates sets at the deployment sizes, streaming.
   StageMeter aggregate_meter;
@@ -376,9 +402,19 @@ SetTrainReport SetEstimator::train() {
       o.aggregate);
   report.aggregate = aggregate_meter.done();
 
-  // Stage 3: the head alone, an ordinary NPE over the aggregated features.
+  // Stage 3: the head alone, an ordinary NPE over the aggregated features: a fresh flow, or
+  // stage 1's weights fine-tuned.
   StageMeter head_meter;
-  head_->append_simulations(target_columns(deployment.theta, targets), aggregated);
+  const Tensor deployment_targets = target_columns(deployment.theta, targets);
+  std::unique_ptr<flows::ConditionalFlow> trained_head;
+  if (o.fine_tune_head) {
+    const Tensor theta_rows = deployment_targets.to(detail::npe_flow_dtype(o.head));
+    const Tensor feature_rows = aggregated.to(detail::npe_flow_dtype(o.head));
+    trained_head =
+        copy_head(joint->head(), targets, features, o.head, &theta_rows, &feature_rows);
+  }
+  head_ = detail::make_npe(task_->target_prior(), features, o.head, std::move(trained_head));
+  head_->append_simulations(deployment_targets, aggregated);
   report.head = head_->train();
   report.train_head = head_meter.done();
   return report;
@@ -387,7 +423,8 @@ SetTrainReport SetEstimator::train() {
 std::shared_ptr<SetPosterior> SetEstimator::posterior() const {
   if (!encoder_ || !head_)
     throw core::StateError("set estimator posterior: not trained; call train() or load a file");
-  return std::make_shared<SetPosterior>(encoder_, head_->posterior(), options_.aggregate);
+  return std::make_shared<SetPosterior>(encoder_, head_->posterior(), options_.aggregate,
+                                        trained_sizes(options_));
 }
 
 void SetEstimator::save(const std::filesystem::path& path) const {
@@ -521,7 +558,8 @@ std::shared_ptr<SetPosterior> load_set_posterior(const std::filesystem::path& pa
   std::shared_ptr<Estimator> head_estimator =
       make_estimator(task->target_prior(), encoder->output_features(), options.head);
   head_estimator->restore_state(head);
-  return std::make_shared<SetPosterior>(encoder, head_estimator->posterior(), options.aggregate);
+  return std::make_shared<SetPosterior>(encoder, head_estimator->posterior(), options.aggregate,
+                                        trained_sizes(options));
 }
 
 }  // namespace asbi::sbi

@@ -25,6 +25,7 @@
 // prior draws); shapes: B sets, N elements, X element width, E embedding width, T targets.
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,24 +92,34 @@ struct SetTrainReport {
 };
 
 // p(θ | S) for a set S of any size: S is aggregated (streaming) into h(S), then the head samples.
+// The set sizes a head was trained on, inclusive.
+struct SetSizeRange {
+  std::int64_t min = 1;
+  std::int64_t max = std::numeric_limits<std::int64_t>::max();
+};
+
 class SetPosterior {
  public:
+  // The head was trained on sets of `trained_sizes` elements: a set outside them is a ValueError,
+  // not an extrapolation (a head trained at N = 1 000 knows nothing of log N at 10 000).
   SetPosterior(std::shared_ptr<const nn::DeepSet> encoder, std::shared_ptr<Posterior> head,
-               nn::AggregateOptions aggregate = {});
+               nn::AggregateOptions aggregate = {}, SetSizeRange trained_sizes = {});
   std::int64_t theta_dim() const { return head_->theta_dim(); }
   std::int64_t element_dim() const { return encoder_->element_features(); }
-  // h(S) [E + 1] of a set [N, X] (any float dtype, N ≥ 1, finite): ValueError naming the row and
-  // the column data_j otherwise.
+  // h(S) [E + 1] of a set [N, X] (any float dtype, N within trained_sizes(), finite): ValueError
+  // naming the size range, or the row and the column data_j, otherwise.
   std::vector<double> features(const Tensor& set) const;
   Tensor sample(std::int64_t n, const Tensor& set, std::uint64_t seed) const;  // [n, T] float64
   std::vector<double> log_prob(const Tensor& theta, const Tensor& set) const;  // normalised
   const Posterior& head() const { return *head_; }
   const nn::DeepSet& encoder() const { return *encoder_; }
+  SetSizeRange trained_sizes() const { return trained_sizes_; }
 
  private:
   std::shared_ptr<const nn::DeepSet> encoder_;
   std::shared_ptr<Posterior> head_;
   nn::AggregateOptions aggregate_;
+  SetSizeRange trained_sizes_;
 };
 
 class SetEstimator {

@@ -205,9 +205,21 @@ TEST(SetEstimator, BadOptionsAndObservationsAreClearErrors) {
       [&] { posterior->sample(10, Tensor::zeros({0, 1}, DType::f64), 1); }, {"no elements"});
   expect_error_naming<core::ValueError>(
       [&] {
-        posterior->sample(10, Tensor::from({1.0, NAN, 2.0}, {3, 1}, DType::f64), 1);
+        posterior->sample(10, Tensor::from({1.0, NAN, 2.0, 0.5, 0.1}, {5, 1}, DType::f64), 1);
       },
       {"element 2", "data_1", "finite"});
+  // The head knows sets of 5…40 elements only: no silent extrapolation on either side, and the
+  // range survives a save and load.
+  for (std::int64_t n : {4, 41})
+    expect_error_naming<core::ValueError>(
+        [&] { posterior->sample(10, Tensor::zeros({n, 1}, DType::f64), 1); },
+        {std::to_string(n) + " elements", "5…40"});
+  EXPECT_NO_THROW(posterior->sample(10, Tensor::zeros({40, 1}, DType::f64), 1));
+  TempDir dir;
+  estimator.save(dir.path / "m.asbi");
+  expect_error_naming<core::ValueError>(
+      [&] { load_set_posterior(dir.path / "m.asbi", t)->sample(10, Tensor::zeros({41, 1}, DType::f64), 1); },
+      {"41 elements", "5…40"});
 }
 
 }  // namespace
