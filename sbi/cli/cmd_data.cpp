@@ -33,6 +33,9 @@ std::string prior_description(const std::string& task) {
       {"bernoulli_glm_raw", "Gaussian smoothness prior (precision blockdiag(0.5, F^T F))"},
       {"sir", "beta ~ LogNormal(log 0.4, 0.5), gamma ~ LogNormal(log 0.125, 0.2)"},
       {"lotka_volterra", "alpha, gamma ~ LogNormal(-0.125, 0.5); beta, delta ~ LogNormal(-3, 0.5)"},
+      {"gaussian_nuisance", "sigma2 ~ InvGamma(3, 2), mu | sigma2 ~ N(0, sigma2); target mu"},
+      {"mixture_nuisance", "theta ~ U(0, 3), w ~ U(0.1, 0.9); target theta"},
+      {"gp_replicates", "ell ~ U(0.05, 0.6), sigma2 ~ U(0.5, 2); target ell"},
   };
   const auto it = priors.find(task);
   return it == priors.end() ? "(see the task's definition)" : it->second;
@@ -54,7 +57,7 @@ void register_tasks(CLI::App& app) {
       [common] {
         json rows = json::array();
         for (const std::string& name : sbi::task_names()) {
-          json row{{"name", name}, {"prior", prior_description(name)}};
+          json row{{"name", name}, {"kind", "benchmark"}, {"prior", prior_description(name)}};
           try {
             const auto task = sbi::make_task(name);
             row["theta_dim"] = task->theta_dim();
@@ -66,7 +69,25 @@ void register_tasks(CLI::App& app) {
           }
           rows.push_back(row);
         }
+        // Set tasks: a set of exchangeable elements per observation, targets among the
+        // parameters, the rest shared nuisance factors (docs/set_tasks.md).
+        json set_rows = json::array();
+        for (const std::string& name : sbi::set_task_names()) {
+          const auto task = sbi::make_set_task(name);
+          const std::vector<std::string>& parameters = task->parameter_names();
+          set_rows.push_back({{"name", name},
+                              {"kind", "set"},
+                              {"prior", prior_description(name)},
+                              {"targets", std::vector<std::string>(
+                                              parameters.begin(),
+                                              parameters.begin() + task->target_dim())},
+                              {"nuisance", std::vector<std::string>(
+                                               parameters.begin() + task->target_dim(),
+                                               parameters.end())},
+                              {"element_dim", task->element_dim()}});
+        }
         if (common->json) {
+          for (json& row : set_rows) rows.push_back(std::move(row));
           print_json(rows);
           return 0;
         }
@@ -83,6 +104,17 @@ void register_tasks(CLI::App& app) {
                     << (row["likelihood"].get<bool>() ? "exact" : "none")
                     << row["prior"].get<std::string>() << '\n';
         }
+        std::cout << "\nset task                 targets    nuisance   element_dim  prior\n";
+        const auto joined = [](const json& names) {
+          std::string out;
+          for (const json& n : names) out += (out.empty() ? "" : ",") + n.get<std::string>();
+          return out;
+        };
+        for (const json& row : set_rows)
+          std::cout << std::setw(25) << row["name"].get<std::string>() << std::setw(11)
+                    << joined(row["targets"]) << std::setw(11) << joined(row["nuisance"])
+                    << std::setw(13) << row["element_dim"].get<std::int64_t>()
+                    << row["prior"].get<std::string>() << '\n';
         return 0;
       });
   cmd->add_flag("--json", common->json, "print the list as JSON on stdout");

@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "sbi/cli/jobs.hpp"
+#include "sbi/cli/sets.hpp"
 #include "sbi/csv.hpp"
 #include "sbi/diagnostics.hpp"
 #include "sbi/plot.hpp"
@@ -44,6 +45,7 @@ std::vector<double> config_observation(const RunConfig& config, const std::strin
 
 json run_job(const RunConfig& config, const std::string& config_path,
              const CommonOptions& common) {
+  if (is_set_task(config.task)) return run_set_job(config, config_path, common);
   const auto task = sbi::make_task(config.task);
   const std::vector<double> x_o = config_observation(config, config_path, task->x_dim());
   const std::filesystem::path dir = config.dir;

@@ -5,9 +5,12 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "sbi/cli/config.hpp"
 #include "sbi/cli/jobs.hpp"
 #include "sbi/cli/sets.hpp"
 #include "sbi/csv.hpp"
+#include "sbi/diagnostics.hpp"
+#include "sbi/plot.hpp"
 #include "sbi/set_estimator.hpp"
 #include "sbi/set_task.hpp"
 
@@ -27,30 +30,6 @@ std::shared_ptr<const sbi::SetTask> set_task_from_option(const std::string& name
   } catch (const core::Error& e) {
     throw ValueError(str("--task: ", e.what()));
   }
-}
-
-// "MIN:MAX" or "N" → (MIN, MAX).
-std::pair<std::int64_t, std::int64_t> parse_set_size(const std::string& text) {
-  const auto number = [&text](const std::string& part) {
-    std::size_t used = 0;
-    std::int64_t value = 0;
-    try {
-      value = std::stoll(part, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != part.size() || value < 1)
-      throw ValueError(str("--set-size '", text, "': expected N or MIN:MAX with integers >= 1"));
-    return value;
-  };
-  const std::size_t colon = text.find(':');
-  if (colon == std::string::npos) {
-    const std::int64_t n = number(text);
-    return {n, n};
-  }
-  const std::int64_t lo = number(text.substr(0, colon)), hi = number(text.substr(colon + 1));
-  if (hi < lo) throw ValueError(str("--set-size '", text, "': MAX is below MIN"));
-  return {lo, hi};
 }
 
 // The elements of an observed set: header row, one row per element of the task's width.
@@ -93,6 +72,30 @@ std::string fixed(double value, int digits) {
 }
 
 }  // namespace
+
+std::pair<std::int64_t, std::int64_t> parse_set_size(const std::string& text,
+                                                     const std::string& what) {
+  const auto number = [&](const std::string& part) {
+    std::size_t used = 0;
+    std::int64_t value = 0;
+    try {
+      value = std::stoll(part, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != part.size() || value < 1)
+      throw ValueError(str(what, " '", text, "': expected N or MIN:MAX with integers >= 1"));
+    return value;
+  };
+  const std::size_t colon = text.find(':');
+  if (colon == std::string::npos) {
+    const std::int64_t n = number(text);
+    return {n, n};
+  }
+  const std::int64_t lo = number(text.substr(0, colon)), hi = number(text.substr(colon + 1));
+  if (hi < lo) throw ValueError(str(what, " '", text, "': MAX is below MIN"));
+  return {lo, hi};
+}
 
 bool is_set_task(const std::string& name) {
   const auto names = sbi::set_task_names();
@@ -137,7 +140,8 @@ void add_set_train_options(CLI::App& cmd, SetTrainFlags& f) {
                "set tasks: continue the head from the encoder's training instead of a fresh one");
 }
 
-int run_set_train(const SetTrainJob& job, const SetTrainFlags& f, const CommonOptions& common) {
+TrainedSetModel train_set_model(const SetTrainJob& job, const SetTrainFlags& f,
+                                std::uint64_t seed, nn::ProgressMode progress) {
   const auto task = set_task_from_option(job.task);
   if (f.set_encoder.empty())
     throw ValueError(str("--task ", job.task, " produces sets; add --set-encoder deepset"));
@@ -159,11 +163,11 @@ int run_set_train(const SetTrainJob& job, const SetTrainFlags& f, const CommonOp
   options.encoder_simulations = job.simulations;
   options.head_simulations = f.head_simulations > 0 ? f.head_simulations : job.simulations;
   options.fine_tune_head = f.fine_tune_head;
-  options.seed = common.seed;
+  options.seed = seed;
   options.encoder_train = job.train;
-  options.encoder_train.seed = common.seed;
-  options.encoder_train.progress = progress_mode(common);
-  options.head.seed = common.seed;
+  options.encoder_train.seed = seed;
+  options.encoder_train.progress = progress;
+  options.head.seed = seed;
   options.head.train = options.encoder_train;
   if (job.hidden > 0) options.head.nsf.hidden = job.hidden;
   if (job.transforms > 0) options.head.nsf.transforms = job.transforms;
@@ -173,7 +177,7 @@ int run_set_train(const SetTrainJob& job, const SetTrainFlags& f, const CommonOp
   sbi::SetEstimator estimator(task, options);
   log_line(str("training a DeepSet NPE on ", task->name(), " (", sbi::name(options.training),
                ", set sizes ", options.min_set_size, ":", options.max_set_size, ", ",
-               job.simulations, " sets, seed ", common.seed, ")"));
+               job.simulations, " sets, seed ", seed, ")"));
   const sbi::SetTrainReport report = estimator.train();
 
   const std::filesystem::path dir = job.out;
@@ -203,19 +207,29 @@ int run_set_train(const SetTrainJob& job, const SetTrainFlags& f, const CommonOp
        {{"model", model_path.string()},
         {"config", config_path.string()},
         {"training_log", log_path.string()}}}};
+  return {.task = task, .posterior = estimator.posterior(), .report = report, .summary = summary};
+}
+
+int run_set_train(const SetTrainJob& job, const SetTrainFlags& f, const CommonOptions& common) {
+  const TrainedSetModel trained = train_set_model(job, f, common.seed, progress_mode(common));
+  const json& summary = trained.summary;
   if (common.json) {
     print_json(summary);
-  } else {
-    std::cout << "trained a DeepSet NPE on " << task->name() << " (" << sbi::name(options.training)
-              << "): encoder " << report.encoder.epochs << " epochs";
-    if (options.training == sbi::SetTraining::pairs)
-      std::cout << ", head " << report.head.epochs << " epochs on " << report.head_elements
-                << " aggregated elements";
-    std::cout << ", " << fixed(report.total_seconds(), 1) << " s, peak tensor memory "
-              << fixed(static_cast<double>(report.peak_bytes()) / (1 << 20), 1) << " MiB\n"
-              << "wrote " << model_path.string() << ", " << config_path.string() << ", "
-              << log_path.string() << '\n';
+    return 0;
   }
+  const sbi::SetTrainReport& report = trained.report;
+  const bool pairs = summary["training"] == sbi::name(sbi::SetTraining::pairs);
+  std::cout << "trained a DeepSet NPE on " << trained.task->name() << " ("
+            << summary["training"].get<std::string>() << "): encoder " << report.encoder.epochs
+            << " epochs";
+  if (pairs)
+    std::cout << ", head " << report.head.epochs << " epochs on " << report.head_elements
+              << " aggregated elements";
+  std::cout << ", " << fixed(report.total_seconds(), 1) << " s, peak tensor memory "
+            << fixed(static_cast<double>(report.peak_bytes()) / (1 << 20), 1) << " MiB\n"
+            << "wrote " << summary["files"]["model"].get<std::string>() << ", "
+            << summary["files"]["config"].get<std::string>() << ", "
+            << summary["files"]["training_log"].get<std::string>() << '\n';
   return 0;
 }
 
@@ -307,6 +321,121 @@ int run_set_simulate(const std::string& task_name, int observation_index, std::i
               << '\n';
   }
   return 0;
+}
+
+json run_set_job(const RunConfig& config, const std::string& config_path,
+                 const CommonOptions& common) {
+  const std::string source = str("config '", config_path.empty() ? "(default)" : config_path, "'");
+  const std::filesystem::path dir = config.dir;
+  ensure_directory(dir, "output.dir");
+  const Stopwatch watch;
+
+  log_line(str("[1/4] simulate and train: ", config.task, ", DeepSet NPE (",
+               config.set.end_to_end ? "end to end" : "pairs", "), set sizes ",
+               config.set.set_size, ", ", config.simulations, " sets → ", dir.string()));
+  SetTrainJob job{.task = config.task,
+                  .out = config.dir,
+                  .simulations = config.simulations,
+                  .train = config.train,
+                  .hidden = config.hidden.value_or(0),
+                  .transforms = config.transforms.value_or(0),
+                  .blocks = config.blocks.value_or(0)};
+  const TrainedSetModel trained =
+      train_set_model(job, config.set, config.seed, progress_mode(common));
+  const sbi::SetTask& task = *trained.task;
+  json training = trained.summary;
+  training["kept"] = config.simulations;  // the fields `asbi run` prints for every task
+  training["epochs"] = trained.report.encoder.epochs + trained.report.head.epochs;
+
+  // The observation: the task's k-th set at observation_size elements, or a file.
+  Tensor set;
+  std::vector<double> truth;
+  if (!config.observation_file.empty()) {
+    std::filesystem::path file = config.observation_file;
+    if (file.is_relative() && !config_path.empty())
+      file = std::filesystem::path(config_path).parent_path() / file;
+    try {
+      set = read_set_csv(file.string(), task.element_dim());
+    } catch (const core::Error& e) {
+      throw IoError(str(source, ": key 'task.observation_file': ", e.what()));
+    }
+  } else {
+    if (config.observation_index < 1)
+      throw ValueError(str(source, ": key 'task.observation' is 0 (none); set an index >= 1 or "
+                                   "task.observation_file"));
+    const std::int64_t n = config.observation_size > 0
+                               ? config.observation_size
+                               : parse_set_size(config.set.set_size).second;
+    sbi::SetObservation observation = sbi::set_observation(task, config.observation_index, n);
+    set = observation.set.to(core::DType::f64);
+    truth.assign(observation.theta.begin(), observation.theta.begin() + task.target_dim());
+    sbi::write_csv((dir / "observation.csv").string(), set,
+                   column_names("data", task.element_dim()));
+  }
+  json summary = {{"config", config_path.empty() ? "(default)" : config_path},
+                  {"task", config.task},
+                  {"observation", config.observation_file.empty()
+                                      ? json(config.observation_index)
+                                      : json(config.observation_file)},
+                  {"set_size", set.dim(0)},
+                  {"training", training}};
+
+  log_line(str("[2/4] sample: ", config.num_samples, " posterior draws for a set of ", set.dim(0),
+               " elements"));
+  const Stopwatch sampling;
+  const Tensor samples = trained.posterior->sample(config.num_samples, set, config.seed);
+  const double sample_seconds = sampling.seconds();
+  const auto samples_path = dir / "samples.csv";
+  const std::vector<std::string> labels(task.parameter_names().begin(),
+                                        task.parameter_names().begin() + task.target_dim());
+  sbi::write_csv(samples_path.string(), samples, column_names("parameter", samples.dim(1)));
+  summary["sampling"] = {{"samples", samples.dim(0)},
+                         {"seconds", sample_seconds},
+                         {"samples_per_second",
+                          sample_seconds > 0 ? samples.dim(0) / sample_seconds : 0.0}};
+  log_line("      " + describe_sampling(summary["sampling"]));
+
+  // Every set task has a reference: exact draws or MCMC on the task's likelihood.
+  Tensor reference;
+  if (config.c2st || config.plot) {
+    const sbi::SetReference r =
+        sbi::set_reference_posterior(task, set, config.num_samples, config.seed + 1);
+    reference = r.samples;
+    summary["reference"] = {{"exact", r.exact}};
+    if (!r.exact) summary["reference"].update({{"r_hat", r.r_hat}, {"ess", r.ess}});
+  }
+  if (config.c2st) {
+    log_line(str("[3/4] C2ST against ", reference.dim(0), " reference draws"));
+    sbi::C2stOptions options;
+    options.seed = config.seed;
+    summary["c2st"] = sbi::c2st(reference, samples, options);
+    log_line(str("      c2st ", summary["c2st"].get<double>()));
+  } else {
+    log_line("[3/4] C2ST off ([output] c2st = false)");
+  }
+  if (config.plot) {
+    const auto plot_path = dir / "corner.png";
+    log_line(str("[4/4] corner plot → ", plot_path.string()));
+    sbi::CornerOptions options;
+    options.labels = labels;
+    options.truth = truth;
+    options.title = str(config.task, ", DeepSet NPE, N = ", set.dim(0));
+    try {
+      sbi::corner_plot({{"asbi DeepSet NPE", samples}, {"reference", reference}}, plot_path,
+                       options);
+      summary["plot"] = plot_path.string();
+    } catch (const core::Error& e) {
+      log_line(str("      corner plot skipped: ", e.what()));
+      summary["plot"] = nullptr;
+      summary["plot_skipped"] = e.what();
+    }
+  } else {
+    log_line("[4/4] corner plot off ([output] plot = false)");
+  }
+  summary["samples"] = samples_path.string();
+  summary["seconds"] = watch.seconds();
+  write_text_atomic(dir / "summary.json", summary.dump(2) + "\n");
+  return summary;
 }
 
 }  // namespace asbi::cli

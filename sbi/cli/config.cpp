@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "sbi/set_task.hpp"
 #include "sbi/task.hpp"
 
 namespace asbi::cli {
@@ -34,6 +35,10 @@ const std::vector<SectionKeys>& known_keys() {
       {"network", {"transforms", "hidden", "blocks", "embedding_hidden", "embedding_features"}},
       {"sampling", {"num_samples", "sampler", "chains", "warmup"}},
       {"output", {"dir", "plot", "c2st"}},
+      {"set",
+       {"training", "set_size", "encoder", "encoder_hidden", "encoder_channels",
+        "embedding_features", "encoder_set_size", "head_simulations", "fine_tune_head",
+        "observation_size"}},
   };
   return keys;
 }
@@ -55,6 +60,12 @@ bool is_ratio_method(sbi::Method m) {
 std::string joined(const std::vector<const char*>& names) {
   std::string out;
   for (const char* n : names) out += std::string(out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+std::string joined_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
   return out;
 }
 
@@ -222,6 +233,33 @@ RunConfig read_config(const std::string& path) {
     s.read("plot", c.plot);
     s.read("c2st", c.c2st);
   }
+  if (const toml::node* set = root.get("set")) {
+    if (!is_set_task(c.task))
+      throw IoError(str(where(file, *set), ": section [set] applies to set tasks only (",
+                        joined_names(sbi::set_task_names()), "), not '", c.task, "'"));
+    const SectionReader s = section("set");
+    std::string training = c.set.end_to_end ? "end_to_end" : "pairs";
+    s.read("training", training);
+    c.set.end_to_end = training == "end_to_end";
+    c.set.pair_training = !c.set.end_to_end;
+    if (training != "pairs" && training != "end_to_end")
+      throw IoError(str(where(file, *root["set"]["training"].node()),
+                        ": key 'set.training': expected \"pairs\" or \"end_to_end\", got \"",
+                        training, "\""));
+    // A single size may be written as a number.
+    if (const toml::node* size = set->as_table()->get("set_size"); size && size->is_integer())
+      c.set.set_size = std::to_string(size->as_integer()->get());
+    else
+      s.read("set_size", c.set.set_size);
+    s.read("encoder", c.set.encoder);
+    s.read("encoder_hidden", c.set.encoder_hidden);
+    s.read("encoder_channels", c.set.encoder_channels);
+    s.read("embedding_features", c.set.embedding_features);
+    s.read("encoder_set_size", c.set.encoder_set_size);
+    s.read("head_simulations", c.set.head_simulations);
+    s.read("fine_tune_head", c.set.fine_tune_head);
+    s.read("observation_size", c.observation_size);
+  }
   validate(c, file);
   return c;
 }
@@ -282,9 +320,28 @@ std::string config_to_toml(const RunConfig& c) {
                    {"warmup", c.warmup}}},
       {"output", toml::table{{"dir", c.dir}, {"plot", c.plot}, {"c2st", c.c2st}}},
   };
+  std::vector<std::pair<const char*, toml::table>> all_sections = sections;
+  if (is_set_task(c.task)) {
+    const auto array = [](const std::vector<std::int64_t>& values) {
+      toml::array out;
+      for (std::int64_t v : values) out.push_back(v);
+      return out;
+    };
+    all_sections.emplace_back(
+        "set", toml::table{{"training", c.set.end_to_end ? "end_to_end" : "pairs"},
+                           {"set_size", c.set.set_size},
+                           {"encoder", c.set.encoder},
+                           {"encoder_hidden", array(c.set.encoder_hidden)},
+                           {"encoder_channels", array(c.set.encoder_channels)},
+                           {"embedding_features", c.set.embedding_features},
+                           {"encoder_set_size", c.set.encoder_set_size},
+                           {"head_simulations", c.set.head_simulations},
+                           {"fine_tune_head", c.set.fine_tune_head},
+                           {"observation_size", c.observation_size}});
+  }
   std::ostringstream out;
   out << "# asbi job configuration: `asbi run <this file>` repeats it.\n";
-  for (const auto& [name, table] : sections) {
+  for (const auto& [name, table] : all_sections) {
     // toml++ sorts a table's keys; write them in the documented order instead.
     out << "\n[" << name << "]\n";
     const auto& keys = std::find_if(known_keys().begin(), known_keys().end(),
@@ -309,11 +366,31 @@ void validate(const RunConfig& c, const std::string& source) {
   const auto check = [&](bool ok, const char* key, const auto&... expectation) {
     if (!ok) throw core::ValueError(str(source, ": key '", key, "': ", expectation...));
   };
-  const std::vector<std::string> tasks = sbi::task_names();
-  if (std::find(tasks.begin(), tasks.end(), c.task) == tasks.end()) {
-    std::string known;
-    for (const auto& t : tasks) known += (known.empty() ? "" : ", ") + t;
-    check(false, "task.name", "unknown task '", c.task, "'; known tasks: ", known);
+  std::vector<std::string> tasks = sbi::task_names();
+  const bool set_task = is_set_task(c.task);
+  if (!set_task && std::find(tasks.begin(), tasks.end(), c.task) == tasks.end()) {
+    for (const auto& t : sbi::set_task_names()) tasks.push_back(t);
+    check(false, "task.name", "unknown task '", c.task, "'; known tasks: ", joined_names(tasks));
+  }
+  if (set_task) {
+    check(c.method == "npe", "method.name", "set tasks train a DeepSet NPE; expected \"npe\", got \"",
+          c.method, "\"");
+    check(c.rounds == 1, "simulation.rounds", "set tasks train in one round, got ", c.rounds);
+    try {
+      parse_set_size(c.set.set_size, "value");
+    } catch (const core::Error& e) {
+      check(false, "set.set_size", e.what());
+    }
+    check(c.set.encoder == "mlp" || c.set.encoder == "conv", "set.encoder",
+          "expected \"mlp\" or \"conv\", got \"", c.set.encoder, "\"");
+    check(c.set.embedding_features >= 1, "set.embedding_features", "expected >= 1, got ",
+          c.set.embedding_features);
+    check(c.set.encoder_set_size >= 1, "set.encoder_set_size", "expected >= 1, got ",
+          c.set.encoder_set_size);
+    check(c.set.head_simulations == 0 || c.set.head_simulations >= 10, "set.head_simulations",
+          "expected 0 (simulation.count) or >= 10, got ", c.set.head_simulations);
+    check(c.observation_size >= 0, "set.observation_size", "expected >= 1 (0: the largest set size), got ",
+          c.observation_size);
   }
   check(c.observation_index >= 0, "task.observation", "expected an index >= 1, got ",
         c.observation_index);

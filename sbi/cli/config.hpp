@@ -10,6 +10,9 @@
 //   [network]     transforms, hidden, blocks, embedding_hidden, embedding_features
 //   [sampling]    num_samples, sampler (slice | mh | hmc: NLE/NRE), chains, warmup
 //   [output]      dir, plot, c2st
+//   [set]         set tasks only: training (pairs | end_to_end), set_size (N or "MIN:MAX"),
+//                 encoder (mlp | conv), encoder_hidden, encoder_channels, embedding_features,
+//                 encoder_set_size, head_simulations, fine_tune_head, observation_size
 //
 // Training defaults are the library's (sbi's); unknown sections and keys are errors naming the
 // file and the key.
@@ -18,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "sbi/cli/sets.hpp"
 #include "sbi/estimator.hpp"
 
 namespace asbi::cli {
@@ -50,6 +54,9 @@ struct RunConfig {
   std::string dir = "asbi-run";
   bool plot = true;
   bool c2st = true;
+  // [set]: the DeepSet pipeline of a set task (set_encoder is always "deepset" there).
+  SetTrainFlags set{.set_encoder = "deepset", .set_size = "100"};
+  std::int64_t observation_size = 0;  // elements of observation k; 0: the largest set size
 };
 
 // Reads a TOML config; IoError naming the file (and line) for bad TOML, unknown keys or values

@@ -10,11 +10,18 @@
 
 #include "nn/trainer.hpp"
 #include "sbi/cli/common.hpp"
+#include "sbi/set_estimator.hpp"
 
 namespace asbi::cli {
 
+struct RunConfig;
+
 // True for the names sbi::make_set_task accepts.
 bool is_set_task(const std::string& name);
+
+// "N" or "MIN:MAX" → (MIN, MAX); ValueError naming `what` otherwise.
+std::pair<std::int64_t, std::int64_t> parse_set_size(const std::string& text,
+                                                     const std::string& what = "--set-size");
 
 // The flags `asbi train` adds for set tasks.
 struct SetTrainFlags {
@@ -41,7 +48,21 @@ struct SetTrainJob {
   std::int64_t hidden = 0;  // head network width (0: the library's)
   int transforms = 0, blocks = 0;
 };
+// Trains as the flags say and writes model.asbi, config.json and training_log.csv into job.out.
+struct TrainedSetModel {
+  std::shared_ptr<const sbi::SetTask> task;
+  std::shared_ptr<sbi::SetPosterior> posterior;
+  sbi::SetTrainReport report;
+  json summary;  // epochs, elements, per-stage seconds and peak bytes, files
+};
+TrainedSetModel train_set_model(const SetTrainJob& job, const SetTrainFlags& flags,
+                                std::uint64_t seed, nn::ProgressMode progress);
 int run_set_train(const SetTrainJob& job, const SetTrainFlags& flags, const CommonOptions& common);
+
+// `asbi run` on a set task: train, sample observation k (or observation_file), C2ST against the
+// task's reference posterior (exact or MCMC), corner plot; the summary `asbi run` prints.
+json run_set_job(const RunConfig& config, const std::string& config_path,
+                 const CommonOptions& common);
 
 // True when DIR/model.asbi was written by a set estimator.
 bool is_set_model(const std::string& dir);

@@ -135,18 +135,29 @@ TEST_F(CliTest, TasksListsDimensionsAndPriorsAsJson) {
   ASSERT_EQ(r.code, 0) << r.err;
   const json tasks = json::parse(r.out);
   ASSERT_TRUE(tasks.is_array());
-  bool found = false;
-  for (const json& t : tasks)
+  bool found = false, found_set = false;
+  for (const json& t : tasks) {
     if (t["name"] == "two_moons") {
       found = true;
+      EXPECT_EQ(t["kind"], "benchmark");
       EXPECT_EQ(t["theta_dim"], 2);
       EXPECT_EQ(t["x_dim"], 2);
       EXPECT_EQ(t["prior"], "U(-1, 1)^2");
     }
+    if (t["name"] == "gaussian_nuisance") {
+      found_set = true;
+      EXPECT_EQ(t["kind"], "set");
+      EXPECT_EQ(t["targets"], json::array({"mu"}));
+      EXPECT_EQ(t["nuisance"], json::array({"sigma2"}));
+      EXPECT_EQ(t["element_dim"], 1);
+    }
+  }
   EXPECT_TRUE(found) << r.out;
+  EXPECT_TRUE(found_set) << r.out;
   const CliResult table = run("tasks");
   EXPECT_EQ(table.code, 0);
   EXPECT_NE(table.out.find("gaussian_linear"), std::string::npos);
+  EXPECT_NE(table.out.find("gp_replicates"), std::string::npos);
 }
 
 TEST_F(CliTest, SimulateWritesHeaderAndRowsReproducibly) {
@@ -250,6 +261,45 @@ TEST_F(CliTest, RunsASmallJobFromAConfig) {
   EXPECT_TRUE(summary["c2st"].is_null());  // not an sbibm observation: no reference
   EXPECT_TRUE(fs::is_regular_file(path("job") / "samples.csv"));
   EXPECT_TRUE(fs::is_regular_file(path("job") / "summary.json"));
+}
+
+TEST_F(CliTest, RunsASetTaskJobFromAConfig) {
+  file("set.toml",
+       "[task]\nname = \"gaussian_nuisance\"\nobservation = 3\n"
+       "[simulation]\ncount = 300\n[training]\nmax_epochs = 2\n"
+       "[set]\nset_size = \"10:30\"\nencoder_hidden = [16]\nembedding_features = 4\n"
+       "fine_tune_head = true\nobservation_size = 25\n"
+       "[sampling]\nnum_samples = 300\n[output]\ndir = \"setjob\"\nplot = false\n");
+  const CliResult r = run("run set.toml --json --progress none");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json summary = json::parse(r.out);
+  EXPECT_EQ(summary["set_size"], 25);
+  EXPECT_EQ(summary["sampling"]["samples"], 300);
+  EXPECT_EQ(summary["reference"]["exact"], true);  // the analytic Student-t
+  EXPECT_GE(summary["c2st"].get<double>(), 0.0);
+  EXPECT_LE(summary["c2st"].get<double>(), 1.0);
+  EXPECT_EQ(summary["training"]["min_set_size"], 10);
+  EXPECT_EQ(summary["training"]["max_set_size"], 30);
+  for (const char* name : {"model.asbi", "observation.csv", "samples.csv", "summary.json"})
+    EXPECT_TRUE(fs::is_regular_file(path("setjob") / name)) << name;
+  // --dry-run prints the [set] section, which reads back as the same job.
+  const CliResult dry = run("run set.toml --dry-run");
+  ASSERT_EQ(dry.code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("[set]"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("set_size = '10:30'"), std::string::npos) << dry.out;
+  file("again.toml", dry.out);
+  EXPECT_EQ(run("run again.toml --dry-run").out, dry.out);
+}
+
+TEST_F(CliTest, SetSectionErrorsNameTheKey) {
+  file("a.toml", "[task]\nname = \"two_moons\"\n[set]\nset_size = 10\n");
+  expect_one_line_error(run("run a.toml"), "run", {"a.toml", "[set]", "set tasks only", "two_moons"});
+  file("b.toml", "[task]\nname = \"gaussian_nuisance\"\n[set]\nset_size = \"30:10\"\n");
+  expect_one_line_error(run("run b.toml"), "run", {"b.toml", "set.set_size", "30:10"});
+  file("c.toml", "[task]\nname = \"gaussian_nuisance\"\n[method]\nname = \"nle\"\n");
+  expect_one_line_error(run("run c.toml"), "run", {"c.toml", "method.name", "npe", "nle"});
+  file("d.toml", "[task]\nname = \"gaussian_nuisance\"\n[set]\ntraining = \"joint\"\n");
+  expect_one_line_error(run("run d.toml"), "run", {"d.toml", "set.training", "joint"});
 }
 
 // ---------------------------------------------------------------------------------------------
