@@ -4,7 +4,8 @@
 // likelihood) and the elements of the set tasks gaussian_nuisance and mixture_nuisance. The CPU
 // simulators in task.cpp / set_task.cpp and the CUDA kernels in sbi/cuda/ call these same
 // functions, so a seed gives the same x on both devices, to the rounding of libm's log, sin and
-// cos against CUDA's (a few ulp of double; float outputs then agree except at rounding ties).
+// cos against CUDA's and of fused multiply-adds (a few ulp of double; float outputs then agree
+// except where the two values straddle a float rounding boundary, 1 ulp apart).
 //
 // Randomness. A simulator row i draws from core::Rng(seed, stream = first_row + i); device code
 // cannot hold a core::Rng (its methods live in rng.cpp), so PhiloxRng below re-implements the
