@@ -16,9 +16,14 @@
 #include <limits>
 #include <numbers>
 #include <numeric>
+#include <optional>
 #include <utility>
 
+#include "core/backend.hpp"
 #include "core/error.hpp"
+#include "sbi/chain_kernels.hpp"
+#include "sbi/cuda/gpu.hpp"
+#include "sbi/task.hpp"
 
 namespace asbi::sbi {
 
@@ -996,6 +1001,194 @@ McmcResult sample_mcmc(const LogDensity& target, const Proposal& init, std::int6
   result.evaluations = scorer.evaluations();
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chains one at a time: sample_task_posterior
+
+namespace {
+
+using kernels::ChainSlot;
+using kernels::ChainSweep;
+
+// The chains in host memory, advanced by an OpenMP loop over chains. Chains share nothing during
+// a launch, so the thread count changes no value.
+class HostChains {
+ public:
+  HostChains(const kernels::ChainTarget& target, std::int64_t chains, std::int64_t kept,
+             std::uint64_t seed)
+      : target_(target),
+        seed_(seed),
+        slots_(sz(chains)),
+        kept_(sz(chains * kept * kernels::theta_dim(target.task))) {}
+
+  void initialise(bool sir, int candidates) {
+    const auto chains = static_cast<std::int64_t>(slots_.size());
+#pragma omp parallel for schedule(static)
+    for (std::int64_t c = 0; c < chains; ++c)
+      kernels::initialise_chain(target_, sir, candidates, seed_, c, slots_[sz(c)]);
+  }
+  void run(const ChainSweep& sweep) {
+    const auto chains = static_cast<std::int64_t>(slots_.size());
+#pragma omp parallel for schedule(static)
+    for (std::int64_t c = 0; c < chains; ++c)
+      kernels::advance_chain(target_, sweep, c, slots_[sz(c)], kept_.data());
+  }
+  const std::vector<ChainSlot>& slots() const { return slots_; }
+  std::vector<double> kept_states() const { return kept_; }
+
+ private:
+  kernels::ChainTarget target_;
+  std::uint64_t seed_;
+  std::vector<ChainSlot> slots_;
+  std::vector<double> kept_;
+};
+
+// sample_mcmc's loop with the per-chain work in `runner` (HostChains or gpu::DeviceChains) and
+// the adaptation here, in the order SliceSampler and MetropolisSampler apply it.
+template <typename Runner>
+McmcResult run_task_chains(Runner& runner, std::int64_t dim, std::int64_t n,
+                           const McmcOptions& o) {
+  const auto start = Clock::now();
+  const std::int64_t C = o.chains, D = dim;
+  const std::int64_t kept = (n + C - 1) / C;
+  runner.initialise(o.init == ChainInit::sir, o.init_candidates);
+  {
+    const std::vector<ChainSlot>& slots = runner.slots();
+    for (std::int64_t c = 0; c < C; ++c)
+      if (!slots[sz(c)].started)
+        throw core::ValueError(
+            o.init == ChainInit::sir
+                ? str("sample_task_posterior: none of the init_candidates = ", o.init_candidates,
+                      " proposal draws of chain ", c,
+                      " has a finite log density (and weight); expected at least one inside the "
+                      "target's support")
+                : str("sample_task_posterior: chain ", c,
+                      " found no initial point with a finite log density in init_candidates = ",
+                      o.init_candidates, " proposal draws"));
+  }
+  ChainSweep sweep{};
+  sweep.sampler = o.sampler == SamplerKind::slice ? kernels::ChainSampler::slice
+                                                  : kernels::ChainSampler::mh;
+  sweep.warmup = o.warmup;
+  sweep.thin = o.thin;
+  sweep.kept = kept;
+  sweep.max_steps_out = o.slice_max_steps_out;
+  std::fill(std::begin(sweep.width), std::end(sweep.width), o.slice_width);
+
+  // Metropolis: the proposal from the starting points, as MetropolisSampler's constructor.
+  RunningMoments moments(D);
+  std::vector<double> chol;
+  double log_scale = 0;
+  auto set_chol = [&] { std::copy(chol.begin(), chol.end(), sweep.chol); };
+  if (o.sampler == SamplerKind::mh) {
+    for (const ChainSlot& s : runner.slots()) moments.add(s.x);
+    chol = cholesky_jittered(moments.regularised_covariance(), D);
+    set_chol();
+    moments.reset();
+    log_scale = std::log(2.38 / std::sqrt(static_cast<double>(D)));
+  }
+  std::vector<int> tuned_sweeps(sz(D), 0);
+  std::vector<std::int64_t> round_count;
+  for (std::int64_t it = 0; it < o.warmup; ++it) {
+    sweep.first_iteration = it;
+    sweep.iterations = 1;
+    sweep.scale = std::exp(log_scale);
+    runner.run(sweep);
+    const std::vector<ChainSlot>& slots = runner.slots();
+    if (o.sampler == SamplerKind::slice) {
+      // SliceSampler sums the accepted brackets round by round, chains in order within a round.
+      for (std::int64_t d = 0; d < D; ++d) {
+        int last_round = -1;
+        for (const ChainSlot& s : slots) last_round = std::max(last_round, s.accept_round[d]);
+        double bracket_sum = 0;
+        for (int r = 0; r <= last_round; ++r)
+          for (const ChainSlot& s : slots)
+            if (s.accept_round[d] == r) bracket_sum += s.accept_bracket[d];
+        const double alpha = std::max(1.0 / static_cast<double>(++tuned_sweeps[sz(d)]), 0.1);
+        const double mean_bracket = bracket_sum / static_cast<double>(C);
+        if (mean_bracket > 0 && std::isfinite(mean_bracket))
+          sweep.width[d] += alpha * (mean_bracket - sweep.width[d]);
+      }
+    } else {
+      std::int64_t accepted = 0;
+      for (const ChainSlot& s : slots) accepted += s.last_accepted ? 1 : 0;
+      const double rate = static_cast<double>(accepted) / static_cast<double>(C);
+      log_scale += std::pow(static_cast<double>(it + 1), -0.6) * (rate - o.mh_target_acceptance);
+      if (it >= o.warmup / 4) {
+        for (const ChainSlot& s : slots) moments.add(s.x);
+        if ((it + 1) % 10 == 0 || it + 1 == o.warmup) {
+          chol = cholesky_jittered(moments.regularised_covariance(), D);
+          set_chol();
+        }
+      }
+    }
+  }
+  // After warm-up nothing adapts: the kept iterations go in one launch.
+  sweep.first_iteration = o.warmup;
+  sweep.iterations = kept * o.thin;
+  sweep.scale = std::exp(log_scale);
+  runner.run(sweep);
+
+  McmcResult result;
+  const std::vector<double> states = runner.kept_states();
+  result.chains = Tensor::from(states, {C, kept, D}, DType::f64);
+  const double* chains = result.chains.data<double>();
+  result.samples = Tensor::empty({n, D}, DType::f64);
+  double* out = result.samples.data<double>();
+  for (std::int64_t i = 0; i < n; ++i)
+    std::copy_n(chains + ((i % C) * kept + i / C) * D, D, out + i * D);
+  std::int64_t accepted = 0;
+  for (const ChainSlot& s : runner.slots()) {
+    result.evaluations += s.evaluations;
+    accepted += s.accepted;
+  }
+  result.acceptance_rate =
+      o.sampler == SamplerKind::slice
+          ? 1.0
+          : (kept > 0 ? static_cast<double>(accepted) / static_cast<double>(C * kept * o.thin)
+                      : 0.0);
+  result.r_hat = split_r_hat(result.chains);
+  result.ess = effective_sample_size(result.chains);
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return result;
+}
+
+}  // namespace
+
+McmcResult sample_task_posterior(const Task& task, std::span<const double> x_o, std::int64_t n,
+                                 const McmcOptions& options, core::Device device) {
+  const std::optional<kernels::TaskKernel> kernel = task.kernel();
+  if (!kernel)
+    throw core::ValueError(str("sample_task_posterior: task ", task.name(),
+                               " has no kernel (sbi/task_kernels.hpp); use sample_mcmc with a "
+                               "TaskPosteriorDensity"));
+  if (static_cast<std::int64_t>(x_o.size()) != task.x_dim())
+    throw core::ValueError(str("sample_task_posterior: x_o has ", x_o.size(), " values; task ",
+                               task.name(), " has x_dim ", task.x_dim()));
+  if (options.sampler == SamplerKind::hmc)
+    throw core::ValueError(
+        "sample_task_posterior: the hmc sampler has no per-chain kernel; use slice or mh");
+  const Proposal prior_proposal = Proposal::from_prior(task.prior());
+  check_options(CallableLogDensity(task.theta_dim(), [](const Tensor&, std::span<double>) {}),
+                prior_proposal, n, options);
+  kernels::ChainTarget target{};
+  target.task = *kernel;
+  std::copy(x_o.begin(), x_o.end(), target.x_obs);
+  const std::int64_t kept = (n + options.chains - 1) / options.chains;
+  if (device == core::Device::cuda) {
+#if defined(ASBI_SBI_CUDA)
+    if (!core::device_available(core::Device::cuda))
+      throw core::DeviceError("sample_task_posterior: device cuda asked for, but no CUDA device "
+                              "is available");
+    gpu::DeviceChains chains(target, options.chains, kept, options.seed);
+    return run_task_chains(chains, task.theta_dim(), n, options);
+#else
+    throw gpu::gpu_unavailable("sample_task_posterior");
+#endif
+  }
+  HostChains chains(target, options.chains, kept, options.seed);
+  return run_task_chains(chains, task.theta_dim(), n, options);
 }
 
 // ---------------------------------------------------------------------------------------------

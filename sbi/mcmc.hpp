@@ -24,6 +24,7 @@
 
 #include "core/rng.hpp"
 #include "core/tensor.hpp"
+#include "core/types.hpp"
 #include "sbi/prior.hpp"
 
 namespace asbi::sbi {
@@ -129,6 +130,25 @@ struct McmcResult {
 // sampler needs a gradient the target lacks.
 McmcResult sample_mcmc(const LogDensity& target, const Proposal& init, std::int64_t n,
                        const McmcOptions& options = {});
+
+class Task;
+
+// sample_mcmc on the posterior log p(θ) + log p(x_o | θ) of a task built from a kernel
+// (Task::kernel(): gaussian_linear(_uniform), two_moons, slcp, gaussian_mixture), with the
+// chains advanced one at a time rather than in lock-step: in parallel on the CPU (OpenMP, one
+// chain per iteration of the loop) or on a CUDA device, one GPU thread per chain, which makes
+// thousands of chains cheap. Slice and mh only (ValueError for hmc); options and result as
+// sample_mcmc's, initialised from the task's prior as options.init says.
+//
+// On the CPU the result equals, bit for bit, sample_mcmc on the same posterior with
+// Proposal::from_prior(task.prior()) — the same transitions, draws and adaptation — for any
+// thread count. On the GPU the same, to the rounding of CUDA's libm (chains whose accept
+// decision a last-bit difference flips then go their own way, from the same distribution).
+// ValueError for a task without a kernel or an x_o of the wrong length; DeviceError for cuda in
+// a build without CUDA or without a device.
+McmcResult sample_task_posterior(const Task& task, std::span<const double> x_o, std::int64_t n,
+                                 const McmcOptions& options = {},
+                                 core::Device device = core::Device::cpu);
 
 // Rejection sampling with envelope M·q: accept θ ~ q with probability π(θ) / (M q(θ)),
 // log M = log_bound (π normalised or not; log π − log q ≤ log_bound must hold: a draw above the

@@ -11,7 +11,9 @@
 #include <numbers>
 
 #include "core/error.hpp"
+#include "sbi/cuda/gpu.hpp"
 #include "sbi/reference.hpp"
+#include "sbi/task_kernels.hpp"
 
 namespace asbi::sbi {
 
@@ -76,6 +78,20 @@ std::uint64_t observation_seed(const std::string& task) {
   return h;
 }
 
+// The GPU kernel of a scalar set task, or DeviceError in a build without CUDA.
+void simulate_scalar_sets_on_device([[maybe_unused]] gpu::ScalarSetTask task,
+                                    [[maybe_unused]] const Tensor& theta,
+                                    [[maybe_unused]] std::int64_t n,
+                                    [[maybe_unused]] std::uint64_t seed,
+                                    [[maybe_unused]] std::uint64_t first_set_id,
+                                    [[maybe_unused]] Tensor& out) {
+#if defined(ASBI_SBI_CUDA)
+  gpu::simulate_scalar_sets(task, theta, n, seed, first_set_id, out);
+#else
+  throw gpu::gpu_unavailable("SetTask::simulate_sets");
+#endif
+}
+
 // ---- gaussian_nuisance ------------------------------------------------------------------------
 // σ² ~ Inv-Gamma(3, 2), μ | σ² ~ N(0, σ²), x_i ~ N(μ, σ²): the prior is NormalInverseGamma(0, 1,
 // 3, 2), (N, x̄, Σ(x − x̄)²) is sufficient, and the posterior is normal–inverse-gamma again.
@@ -94,7 +110,8 @@ class GaussianElements : public SetTask::ElementSampler {
   void fill(std::int64_t begin, std::int64_t end, std::span<float> out) const override {
     std::vector<double> z(static_cast<std::size_t>(end - begin));
     core::fill_normal(seed_, noise_stream_, static_cast<std::uint64_t>(begin), std::span(z));
-    for (std::size_t i = 0; i < z.size(); ++i) out[i] = static_cast<float>(mu_ + sd_ * z[i]);
+    for (std::size_t i = 0; i < z.size(); ++i)
+      out[i] = kernels::gaussian_nuisance_element(mu_, sd_, z[i]);
   }
 
  private:
@@ -159,6 +176,12 @@ class GaussianNuisanceTask : public SetTask {
     return std::make_unique<GaussianElements>(theta[0], theta[1], seed, set_id);
   }
 
+  void simulate_sets_on_device(const Tensor& theta, std::int64_t n, std::uint64_t seed,
+                               std::uint64_t first_set_id, Tensor& out) const override {
+    simulate_scalar_sets_on_device(gpu::ScalarSetTask::gaussian_nuisance, theta, n, seed,
+                                   first_set_id, out);
+  }
+
   std::unique_ptr<SetPosteriorDensity> make_posterior_density(const Tensor& set) const override {
     return std::make_unique<GaussianPosteriorDensity>(shared_prior(), name(), set);
   }
@@ -185,7 +208,7 @@ class MixtureElements : public SetTask::ElementSampler {
     core::fill_normal(seed_, noise_stream_, static_cast<std::uint64_t>(begin), std::span(z));
     core::fill_uniform(seed_, component_stream_, static_cast<std::uint64_t>(begin), std::span(u));
     for (std::size_t i = 0; i < count; ++i)
-      out[i] = static_cast<float>((u[i] < w_ ? theta_ : -theta_) + z[i]);
+      out[i] = kernels::mixture_nuisance_element(theta_, w_, z[i], u[i]);
   }
 
  private:
@@ -253,6 +276,12 @@ class MixtureNuisanceTask : public SetTask {
       throw core::ValueError(str("mixture_nuisance: expected a finite theta and w in [0, 1], got (",
                                  theta[0], ", ", theta[1], ")"));
     return std::make_unique<MixtureElements>(theta[0], theta[1], seed, set_id);
+  }
+
+  void simulate_sets_on_device(const Tensor& theta, std::int64_t n, std::uint64_t seed,
+                               std::uint64_t first_set_id, Tensor& out) const override {
+    simulate_scalar_sets_on_device(gpu::ScalarSetTask::mixture_nuisance, theta, n, seed,
+                                   first_set_id, out);
   }
 
   std::unique_ptr<SetPosteriorDensity> make_posterior_density(const Tensor& set) const override {
@@ -435,6 +464,51 @@ Tensor SetTask::simulate_set(std::span<const double> theta, std::int64_t n, std:
   return set;
 }
 
+Tensor SetTask::simulate_sets(const Tensor& theta, std::int64_t n, std::uint64_t seed,
+                              std::uint64_t first_set_id) const {
+  if (!theta.defined() || theta.rank() != 2 || theta.dim(1) != parameter_dim())
+    throw core::ShapeError(str(name_, "::simulate_sets: expected theta [B, parameter_dim = ",
+                               parameter_dim(), "], got ",
+                               theta.defined() ? theta.shape() : core::Shape{}));
+  if (n < 1) throw core::ValueError(str(name_, "::simulate_sets: expected n ≥ 1, got ", n));
+  const std::int64_t sets = theta.dim(0);
+  Tensor out = Tensor::empty({sets, n, element_dim_}, DType::f32, theta.device());
+  if (sets == 0) return out;
+  // Every set's parameters and id are checked on the host, where sampler() can name the set.
+  const Tensor host = theta.to(core::Device::cpu).to(DType::f64);
+  const double* p = host.data<double>();
+  const auto row = [&](std::int64_t b) {
+    return std::span<const double>(p + b * parameter_dim(), static_cast<std::size_t>(parameter_dim()));
+  };
+  if (theta.device() == core::Device::cuda) {
+    set_stream(SetStream::noise, first_set_id + static_cast<std::uint64_t>(sets - 1));
+    for (std::int64_t b = 0; b < sets; ++b)
+      sampler(row(b), seed, first_set_id + static_cast<std::uint64_t>(b));
+    simulate_sets_on_device(theta, n, seed, first_set_id, out);
+    return out;
+  }
+  float* data = out.data<float>();
+  std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic, 1) if (sets > 1)
+  for (std::int64_t b = 0; b < sets; ++b) {
+    try {
+      sampler(row(b), seed, first_set_id + static_cast<std::uint64_t>(b))
+          ->elements(0, n, {data + b * n * element_dim_, static_cast<std::size_t>(n * element_dim_)});
+    } catch (...) {
+#pragma omp critical(asbi_sbi_simulate_sets_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  return out;
+}
+
+void SetTask::simulate_sets_on_device(const Tensor&, std::int64_t, std::uint64_t, std::uint64_t,
+                                      Tensor&) const {
+  throw core::DeviceError(str(name_, "::simulate_sets: no GPU kernel for this task; simulate it "
+                                     "with theta on the CPU"));
+}
+
 std::unique_ptr<SetPosteriorDensity> SetTask::posterior_density(const Tensor& set) const {
   return make_posterior_density(
       checked_set("SetTask::posterior_density", name_, element_dim_, set));
@@ -463,11 +537,13 @@ double SetTask::parameters_from_mcmc_coordinates(std::span<const double> u,
 
 Tensor SetTask::exact_target_posterior(const Tensor&, std::int64_t, core::Rng&) const { return {}; }
 
+static_assert(static_cast<std::uint64_t>(SetStream::noise) == kernels::kSetNoisePurpose &&
+              static_cast<std::uint64_t>(SetStream::component) == kernels::kSetComponentPurpose);
+
 std::uint64_t set_stream(SetStream purpose, std::uint64_t set_id) {
   if (set_id >> 32 != 0)
     throw core::ValueError(str("set_stream: expected set_id < 2^32, got ", set_id));
-  constexpr std::uint64_t kSet = std::uint64_t{0x534554} << 40;  // "SET"
-  return kSet | (static_cast<std::uint64_t>(purpose) << 32) | set_id;
+  return kernels::set_stream_of(static_cast<std::uint64_t>(purpose), set_id);
 }
 
 std::vector<std::string> set_task_names() {

@@ -153,6 +153,12 @@ class SetTask {
   // n ≥ 1 elements [n, element_dim] float32, ranges of elements simulated in parallel (OpenMP).
   Tensor simulate_set(std::span<const double> theta, std::int64_t n, std::uint64_t seed,
                       std::uint64_t set_id) const;
+  // B sets of n ≥ 1 elements at once, [B, n, element_dim] float32 on θ's device: set b is
+  // simulate_set(θ row b, n, seed, first_set_id + b). theta [B, parameter_dim], float32 or
+  // float64. On a CUDA device one GPU thread per element draws the same numbers from the same
+  // counters as the CPU (gaussian_nuisance and mixture_nuisance; DeviceError for the others).
+  Tensor simulate_sets(const Tensor& theta, std::int64_t n, std::uint64_t seed,
+                       std::uint64_t first_set_id) const;
   // The posterior density of all parameters given a set [N ≥ 1, element_dim] (float32 or
   // float64, finite). ShapeError naming element_dim for a wrong width, ValueError for an empty
   // set or a non-finite value.
@@ -181,6 +187,10 @@ class SetTask {
                                                              std::uint64_t set_id) const = 0;
   // set: checked, [N ≥ 1, element_dim] float64 on the CPU.
   virtual std::unique_ptr<SetPosteriorDensity> make_posterior_density(const Tensor& set) const = 0;
+  // simulate_sets for θ on a CUDA device (checked: shapes, set ids and θ values); out
+  // [B, n, element_dim] float32 there. The default throws DeviceError: no GPU kernel.
+  virtual void simulate_sets_on_device(const Tensor& theta, std::int64_t n, std::uint64_t seed,
+                                       std::uint64_t first_set_id, Tensor& out) const;
 
  private:
   std::string name_;

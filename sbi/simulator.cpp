@@ -40,7 +40,7 @@ Tensor Simulator::simulate(const Tensor& theta, std::uint64_t seed, std::uint64_
   if (!theta.defined() || theta.rank() != 2)
     throw core::ShapeError(core::str("Simulator::simulate: expected theta [B, ", theta_dim(),
                                      "], got ", theta.defined() ? theta.shape() : core::Shape{}));
-  Tensor x = Tensor::zeros({theta.dim(0), x_dim()}, theta.dtype());
+  Tensor x = Tensor::zeros({theta.dim(0), x_dim()}, theta.dtype(), theta.device());
   simulate(theta, x, seed, first_row);
   return x;
 }

@@ -31,7 +31,7 @@ class Simulator {
   // dtype. Rows whose simulation fails may be written as NaN.
   virtual void simulate(const Tensor& theta, Tensor& x, std::uint64_t seed,
                         std::uint64_t first_row) const = 0;
-  // Convenience: allocates x [B, x_dim] of theta's dtype.
+  // Convenience: allocates x [B, x_dim] of theta's dtype on theta's device.
   Tensor simulate(const Tensor& theta, std::uint64_t seed, std::uint64_t first_row = 0) const;
 };
 

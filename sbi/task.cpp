@@ -5,11 +5,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
-#include <limits>
-#include <numbers>
 #include <sstream>
 
 #include "core/error.hpp"
+#include "sbi/cuda/gpu.hpp"
 
 namespace asbi::sbi {
 
@@ -18,21 +17,6 @@ std::unique_ptr<Task> make_sir_task();
 std::unique_ptr<Task> make_lotka_volterra_task();
 
 namespace {
-
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-const double kLog2Pi = std::log(2.0 * std::numbers::pi);
-
-// log N(x; m, var) for one coordinate.
-double log_normal_1d(double x, double m, double var) {
-  const double d = x - m;
-  return -0.5 * d * d / var - 0.5 * std::log(var) - 0.5 * kLog2Pi;
-}
-
-double log_sum_exp(double a, double b) {
-  const double m = std::max(a, b);
-  if (m == kNegInf) return kNegInf;
-  return m + std::log(std::exp(a - m) + std::exp(b - m));
-}
 
 double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
 
@@ -44,99 +28,6 @@ std::shared_ptr<const Prior> box(std::int64_t d, double low, double high) {
 std::shared_ptr<const Simulator> row_simulator(std::int64_t d, std::int64_t xd,
                                                CallableSimulator::RowFn fn) {
   return std::make_shared<CallableSimulator>(CallableSimulator::per_row(d, xd, std::move(fn)));
-}
-
-// x | θ ~ N(θ, 0.1 I): sbibm's "scale" 0.1 is the variance (TASKS.md NOTE).
-constexpr double kLinearVar = 0.1;
-
-void gaussian_linear_sim(std::span<const double> theta, std::span<double> x, core::Rng& rng) {
-  const double sd = std::sqrt(kLinearVar);
-  for (std::size_t j = 0; j < theta.size(); ++j) x[j] = theta[j] + sd * rng.normal();
-}
-
-double gaussian_linear_ll(std::span<const double> theta, std::span<const double> x) {
-  double ll = 0;
-  for (std::size_t j = 0; j < theta.size(); ++j) ll += log_normal_1d(x[j], theta[j], kLinearVar);
-  return ll;
-}
-
-std::unique_ptr<Task> gaussian_linear(const std::string& name, std::shared_ptr<const Prior> p) {
-  return std::make_unique<Task>(name, std::move(p), row_simulator(10, 10, gaussian_linear_sim),
-                                gaussian_linear_ll);
-}
-
-// Two moons: a ~ U(-π/2, π/2), r ~ N(0.1, 0.01²), p = (r cos a + 0.25, r sin a), then the
-// rotated θ shifts p.
-void two_moons_sim(std::span<const double> theta, std::span<double> x, core::Rng& rng) {
-  const double a = std::numbers::pi * (rng.uniform() - 0.5);
-  const double r = 0.1 + 0.01 * rng.normal();
-  const double z1 = (theta[0] + theta[1]) / std::numbers::sqrt2;
-  const double z2 = (theta[1] - theta[0]) / std::numbers::sqrt2;
-  x[0] = r * std::cos(a) + 0.25 - std::abs(z1);
-  x[1] = r * std::sin(a) + z2;
-}
-
-// The exact density: p is (r, a) in polar form around (0.25, 0), so p(x | θ) =
-// N(r; 0.1, 0.01²) · (1/π) / r (sbibm drops the 1/(π r); see TASKS.md).
-double two_moons_ll(std::span<const double> theta, std::span<const double> x) {
-  const double z1 = (theta[0] + theta[1]) / std::numbers::sqrt2;
-  const double z2 = (theta[1] - theta[0]) / std::numbers::sqrt2;
-  const double u = x[0] + std::abs(z1) - 0.25;
-  const double v = x[1] - z2;
-  if (!(u > 0)) return kNegInf;  // the angle lies in (-π/2, π/2)
-  const double r = std::hypot(u, v);
-  return log_normal_1d(r, 0.1, 0.01 * 0.01) - std::log(std::numbers::pi * r);
-}
-
-// SLCP: four iid draws from N(m, Σ) with m = θ1:2, stds θ3², θ4², correlation tanh θ5.
-struct SlcpGaussian {
-  double m0, m1, s00, s01, s11;
-  explicit SlcpGaussian(std::span<const double> t) : m0(t[0]), m1(t[1]) {
-    const double s1 = t[2] * t[2], s2 = t[3] * t[3], rho = std::tanh(t[4]);
-    s00 = s1 * s1 + 1e-6;
-    s01 = rho * s1 * s2;
-    s11 = s2 * s2 + 1e-6;
-  }
-};
-
-void slcp_sim(std::span<const double> theta, std::span<double> x, core::Rng& rng) {
-  const SlcpGaussian g(theta);
-  const double l00 = std::sqrt(g.s00), l10 = g.s01 / l00;
-  const double l11 = std::sqrt(std::max(g.s11 - l10 * l10, 0.0));
-  for (std::size_t k = 0; k < 4; ++k) {
-    const double a = rng.normal(), b = rng.normal();
-    x[2 * k] = g.m0 + l00 * a;
-    x[2 * k + 1] = g.m1 + l10 * a + l11 * b;
-  }
-}
-
-double slcp_ll(std::span<const double> theta, std::span<const double> x) {
-  const SlcpGaussian g(theta);
-  const double det = g.s00 * g.s11 - g.s01 * g.s01;
-  if (!(det > 0)) return kNegInf;
-  double ll = 0;
-  for (std::size_t k = 0; k < 4; ++k) {
-    const double d0 = x[2 * k] - g.m0, d1 = x[2 * k + 1] - g.m1;
-    const double q = (g.s11 * d0 * d0 - 2 * g.s01 * d0 * d1 + g.s00 * d1 * d1) / det;
-    ll += -0.5 * q - 0.5 * std::log(det) - kLog2Pi;
-  }
-  return ll;
-}
-
-// Gaussian mixture: each simulation picks its own component (the pre-v1.1.0 shared-index bug is
-// not reproduced), std 1 or 0.1 with probability ½ each.
-void gaussian_mixture_sim(std::span<const double> theta, std::span<double> x, core::Rng& rng) {
-  const double sd = rng.uniform() < 0.5 ? 1.0 : 0.1;
-  for (std::size_t j = 0; j < 2; ++j) x[j] = theta[j] + sd * rng.normal();
-}
-
-double gaussian_mixture_ll(std::span<const double> theta, std::span<const double> x) {
-  double wide = std::log(0.5), narrow = std::log(0.5);
-  for (std::size_t j = 0; j < 2; ++j) {
-    wide += log_normal_1d(x[j], theta[j], 1.0);
-    narrow += log_normal_1d(x[j], theta[j], 0.01);
-  }
-  return log_sum_exp(wide, narrow);
 }
 
 // Bernoulli GLM stimulus I_t: numpy RandomState(42).randn(100) as float32
@@ -291,7 +182,7 @@ std::unique_ptr<Task> slcp_distractors() {
   auto sim = [d](std::span<const double> theta, std::span<double> x, core::Rng& rng) {
     constexpr std::size_t n = Distractors::kDim;
     std::array<double, n + 8> concat{};
-    slcp_sim(theta, std::span<double>(concat).first(8), rng);
+    kernels::simulate(kernels::TaskKernel::slcp, theta.data(), concat.data(), rng);
     // Multivariate t: loc + L z · √(df / w), w ~ χ²(df) = 2 · Gamma(df / 2).
     const std::size_t c = rng.categorical(d->weights);
     const double w = 2.0 * rng.gamma(d->df[c] / 2.0);
@@ -322,6 +213,54 @@ Task::Task(std::string name, std::shared_ptr<const Prior> prior,
     throw core::ValueError(core::str("Task ", name_, ": prior dimension ", prior_->dim(),
                                      " differs from the simulator's theta_dim ",
                                      simulator_->theta_dim()));
+}
+
+namespace {
+
+std::shared_ptr<const Prior> kernel_prior(kernels::TaskKernel kernel) {
+  const kernels::KernelPrior p = kernels::prior_of(kernel);
+  const auto d = static_cast<std::size_t>(kernels::theta_dim(kernel));
+  if (!p.gaussian) return box(static_cast<std::int64_t>(d), p.low, p.high);
+  std::vector<double> cov(d * d, 0.0);
+  for (std::size_t i = 0; i < d; ++i) cov[i * d + i] = p.variance;
+  return std::make_shared<Gaussian>(std::vector<double>(d, 0.0), cov);
+}
+
+}  // namespace
+
+Task::Task(std::string name, kernels::TaskKernel kernel)
+    : Task(std::move(name), kernel_prior(kernel), std::make_shared<TaskKernelSimulator>(kernel),
+           [kernel](std::span<const double> theta, std::span<const double> x) {
+             return kernels::log_likelihood(kernel, theta.data(), x.data());
+           }) {
+  kernel_ = kernel;
+}
+
+void TaskKernelSimulator::simulate_row(std::span<const double> theta, std::span<double> x,
+                                       core::Rng& rng) const {
+  kernels::simulate(kernel_, theta.data(), x.data(), rng);
+}
+
+void TaskKernelSimulator::simulate(const Tensor& theta, Tensor& x, std::uint64_t seed,
+                                   std::uint64_t first_row) const {
+  if (!theta.defined() || theta.device() != core::Device::cuda) {
+    RowSimulator::simulate(theta, x, seed, first_row);
+    return;
+  }
+  if (theta.rank() != 2 || theta.dim(1) != theta_dim())
+    throw core::ShapeError(
+        core::str("Simulator::simulate: expected theta [B, ", theta_dim(), "], got ", theta.shape()));
+  if (!x.defined() || x.rank() != 2 || x.dim(0) != theta.dim(0) || x.dim(1) != x_dim())
+    throw core::ShapeError(core::str("Simulator::simulate: expected x [", theta.dim(0), ", ",
+                                     x_dim(), "], got ", x.defined() ? x.shape() : core::Shape{}));
+  if (x.device() != core::Device::cuda)
+    throw core::DeviceError(core::str("Simulator::simulate: theta is on cuda but x is on ",
+                                      x.device(), "; expected both on the same device"));
+#if defined(ASBI_SBI_CUDA)
+  gpu::simulate_rows(kernel_, theta, x, seed, first_row);
+#else
+  throw gpu::gpu_unavailable("Simulator::simulate");
+#endif
 }
 
 double Task::log_likelihood(std::span<const double> theta, std::span<const double> x_obs) const {
@@ -361,21 +300,14 @@ std::vector<std::string> task_names() {
 }
 
 std::unique_ptr<Task> make_task(const std::string& name) {
-  if (name == "gaussian_linear") {
-    std::vector<double> cov(100, 0.0);
-    for (std::size_t i = 0; i < 10; ++i) cov[i * 10 + i] = 0.1;  // 0.1 is the variance
-    return gaussian_linear(name, std::make_shared<Gaussian>(std::vector<double>(10, 0.0), cov));
-  }
-  if (name == "gaussian_linear_uniform") return gaussian_linear(name, box(10, -1, 1));
-  if (name == "two_moons")
-    return std::make_unique<Task>(name, box(2, -1, 1), row_simulator(2, 2, two_moons_sim),
-                                  two_moons_ll);
-  if (name == "slcp")
-    return std::make_unique<Task>(name, box(5, -3, 3), row_simulator(5, 8, slcp_sim), slcp_ll);
+  using kernels::TaskKernel;
+  if (name == "gaussian_linear") return std::make_unique<Task>(name, TaskKernel::gaussian_linear);
+  if (name == "gaussian_linear_uniform")
+    return std::make_unique<Task>(name, TaskKernel::gaussian_linear_uniform);
+  if (name == "two_moons") return std::make_unique<Task>(name, TaskKernel::two_moons);
+  if (name == "slcp") return std::make_unique<Task>(name, TaskKernel::slcp);
   if (name == "slcp_distractors") return slcp_distractors();
-  if (name == "gaussian_mixture")
-    return std::make_unique<Task>(name, box(2, -10, 10), row_simulator(2, 2, gaussian_mixture_sim),
-                                  gaussian_mixture_ll);
+  if (name == "gaussian_mixture") return std::make_unique<Task>(name, TaskKernel::gaussian_mixture);
   if (name == "bernoulli_glm") return bernoulli_glm(false);
   if (name == "bernoulli_glm_raw") return bernoulli_glm(true);
   if (name == "sir") return make_sir_task();

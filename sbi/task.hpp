@@ -12,12 +12,14 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "sbi/prior.hpp"
 #include "sbi/simulator.hpp"
+#include "sbi/task_kernels.hpp"
 
 namespace asbi::sbi {
 
@@ -27,6 +29,10 @@ class Task {
 
   Task(std::string name, std::shared_ptr<const Prior> prior,
        std::shared_ptr<const Simulator> simulator, LikelihoodFn log_likelihood = nullptr);
+  // A task whose prior, simulator and likelihood are those of a kernel in sbi/task_kernels.hpp:
+  // it simulates on the GPU for θ on a CUDA device, and sample_task_posterior can run its
+  // posterior's chains there.
+  Task(std::string name, kernels::TaskKernel kernel);
 
   const std::string& name() const { return name_; }
   const Prior& prior() const { return *prior_; }
@@ -39,12 +45,35 @@ class Task {
   double log_likelihood(std::span<const double> theta, std::span<const double> x_obs) const;
   // One value per row of theta [n, D].
   std::vector<double> log_likelihood(const Tensor& theta, std::span<const double> x_obs) const;
+  // The kernel the task was built from, if any.
+  std::optional<kernels::TaskKernel> kernel() const { return kernel_; }
 
  private:
   std::string name_;
   std::shared_ptr<const Prior> prior_;
   std::shared_ptr<const Simulator> simulator_;
   LikelihoodFn log_likelihood_;
+  std::optional<kernels::TaskKernel> kernel_;
+};
+
+// The simulator of a kernel task. θ on the CPU: rows in parallel (OpenMP), row i drawing from
+// core::Rng(seed, first_row + i) as every RowSimulator. θ on a CUDA device: one GPU thread per
+// row, drawing the same numbers from the same counters (sbi/task_kernels.hpp); x must then be on
+// the device too (DeviceError otherwise, and in a build without CUDA).
+class TaskKernelSimulator : public RowSimulator {
+ public:
+  explicit TaskKernelSimulator(kernels::TaskKernel kernel) : kernel_(kernel) {}
+  std::int64_t theta_dim() const override { return kernels::theta_dim(kernel_); }
+  std::int64_t x_dim() const override { return kernels::x_dim(kernel_); }
+  void simulate_row(std::span<const double> theta, std::span<double> x,
+                    core::Rng& rng) const override;
+  void simulate(const Tensor& theta, Tensor& x, std::uint64_t seed,
+                std::uint64_t first_row) const override;
+  using Simulator::simulate;
+  kernels::TaskKernel kernel() const { return kernel_; }
+
+ private:
+  kernels::TaskKernel kernel_;
 };
 
 // Every name make_task accepts.

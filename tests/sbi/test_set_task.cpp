@@ -22,6 +22,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "sbi/set_task.hpp"
+#include "sbi/task_kernels.hpp"
 #include "test_util.hpp"
 
 namespace asbi::sbi {
@@ -200,6 +201,61 @@ TEST(SetTaskSimulator, SetsDoNotDependOnTheThreadCount) {
   const Tensor parallel = task->simulate_set(theta, 300, 3, 9);
   omp_set_num_threads(threads);
   EXPECT_EQ(floats(serial), floats(parallel));
+}
+
+TEST(SetTaskSimulator, BatchedSetsAreTheSetsOneByOne) {
+  for (const std::string& name : set_task_names()) {
+    SCOPED_TRACE(name);
+    const auto task = make_set_task(name);
+    const std::int64_t sets = 5, n = name == "gp_replicates" ? 20 : 300, x = task->element_dim();
+    core::Rng rng(8, 0);
+    const Tensor theta = task->prior().sample(sets, rng);
+    const Tensor batch = task->simulate_sets(theta, n, 13, 40);
+    ASSERT_EQ(batch.shape(), (core::Shape{sets, n, x}));
+    for (std::int64_t b = 0; b < sets; ++b) {
+      const std::vector<double> row = theta.rows(b, b + 1).to_vector();
+      const std::vector<float> one = floats(task->simulate_set(row, n, 13, 40 + b));
+      const float* p = batch.data<float>() + b * n * x;
+      EXPECT_EQ(std::vector<float>(p, p + n * x), one) << "set " << b;
+    }
+  }
+}
+
+// What a GPU thread computes for element i of a scalar set (sbi/task_kernels.hpp: the element
+// formula on normal_at / uniform_at of the set's streams) is the CPU sampler's element, to the
+// rounding of a float (the CPU may fuse μ + σz into one FMA before the cast, the GPU does).
+TEST(SetTaskSimulator, ScalarElementKernelsMatchTheSamplers) {
+  const auto close = [](float got, float want) {
+    return std::abs(got - want) <= 0x1p-23f * std::max(1.0f, std::abs(want));
+  };
+  const std::uint64_t seed = 21, set_id = 9;
+  const std::uint64_t noise = kernels::set_stream_of(kernels::kSetNoisePurpose, set_id);
+  const std::uint64_t component = kernels::set_stream_of(kernels::kSetComponentPurpose, set_id);
+  ASSERT_EQ(noise, set_stream(SetStream::noise, set_id));
+  ASSERT_EQ(component, set_stream(SetStream::component, set_id));
+  const Theta gaussian = {0.4, 1.7}, mixture = {1.3, 0.3};
+  const std::vector<float> g =
+      floats(make_set_task("gaussian_nuisance")->simulate_set(gaussian, 999, seed, set_id));
+  const std::vector<float> m =
+      floats(make_set_task("mixture_nuisance")->simulate_set(mixture, 999, seed, set_id));
+  for (std::uint64_t i = 0; i < 999; ++i) {
+    const double z = kernels::normal_at(seed, noise, i), u = kernels::uniform_at(seed, component, i);
+    ASSERT_PRED2(close, kernels::gaussian_nuisance_element(0.4, std::sqrt(1.7), z), g[i]);
+    ASSERT_PRED2(close, kernels::mixture_nuisance_element(1.3, 0.3, z, u), m[i]);
+  }
+}
+
+TEST(SetTaskSimulator, BatchedSetErrorsAreNamed) {
+  const auto task = make_set_task("gaussian_nuisance");
+  test_util::expect_error_naming<core::ShapeError>(
+      [&] { task->simulate_sets(Tensor::zeros({3, 3}, DType::f64), 10, 1, 0); },
+      {"gaussian_nuisance", "parameter_dim = 2"});
+  test_util::expect_error_naming<core::ValueError>(
+      [&] { task->simulate_sets(Tensor::from({0.0, -1.0}, {1, 2}, DType::f64), 10, 1, 0); },
+      {"sigma2 > 0"});
+  test_util::expect_error_naming<core::ValueError>(
+      [&] { task->simulate_sets(Tensor::from({0.0, 1.0}, {1, 2}, DType::f64), 0, 1, 0); },
+      {"n ≥ 1"});
 }
 
 TEST(SetTaskSimulator, ObservationsArePrefixesWithOneTheta) {

@@ -5,10 +5,16 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <numbers>
+#include <string>
+#include <utility>
 
+#include "core/backend.hpp"
 #include "core/error.hpp"
+#include "core/rng.hpp"
 #include "sbi/task.hpp"
+#include "sbi/task_kernels.hpp"
 #include "test_util.hpp"
 
 namespace asbi::sbi {
@@ -196,6 +202,129 @@ TEST(Tasks, SlcpDistractorsEmbedSlcpAtFixedPositions) {
 TEST(Tasks, MissingReferenceFileNamesThePath) {
   test_util::expect_error_naming<core::IoError>(
       [] { read_reference_rows("/nonexistent/asbi/obs.csv"); }, {"/nonexistent/asbi/obs.csv"});
+}
+
+// ---- the shared CPU/GPU kernels (sbi/task_kernels.hpp) ----------------------------------------
+
+// Equal to rounding: the library is built with -march=native and the test is not, so the
+// compiler may fuse a·b + c into one FMA in one of them (nvcc fuses on the GPU too).
+bool same_to_rounding(double got, double want) {
+  return std::abs(got - want) <= 1e-14 * std::max(1.0, std::abs(want));
+}
+
+const std::vector<std::pair<std::string, kernels::TaskKernel>> kKernelTasks = {
+    {"gaussian_linear", kernels::TaskKernel::gaussian_linear},
+    {"gaussian_linear_uniform", kernels::TaskKernel::gaussian_linear_uniform},
+    {"two_moons", kernels::TaskKernel::two_moons},
+    {"slcp", kernels::TaskKernel::slcp},
+    {"gaussian_mixture", kernels::TaskKernel::gaussian_mixture}};
+
+// The GPU draws through PhiloxRng what the CPU draws through core::Rng: the same bits for any
+// mix of uniforms and normals (the cached second normal, half-used blocks), at any counter.
+TEST(TaskKernels, PhiloxRngMatchesCoreRng) {
+  for (const std::uint64_t counter : {std::uint64_t{0}, std::uint64_t{12345}}) {
+    core::Rng reference(0x1234abcdULL, 77, counter);
+    kernels::PhiloxRng rng(0x1234abcdULL, 77, counter);
+    core::Rng pattern(5, 0);  // decides the next kind of draw
+    for (int i = 0; i < 5000; ++i) {
+      const std::uint32_t kind = pattern.next_u32() % 3;
+      if (kind == 0) {
+        ASSERT_EQ(rng.uniform(), reference.uniform()) << "draw " << i;
+      } else if (kind == 1) {
+        ASSERT_EQ(rng.normal(), reference.normal()) << "draw " << i;
+      } else {
+        ASSERT_EQ(rng.next_u32(), reference.next_u32()) << "draw " << i;
+      }
+    }
+  }
+}
+
+// normal_at / uniform_at, which a GPU thread uses for one set element, are the bulk fills'
+// elements, also across the block boundaries of an odd offset.
+TEST(TaskKernels, ElementDrawsMatchTheBulkFills) {
+  const std::uint64_t seed = 99, stream = kernels::set_stream_of(kernels::kSetNoisePurpose, 7);
+  std::vector<double> z(1001), u(1001);
+  core::fill_normal(seed, stream, 3, std::span(z));
+  core::fill_uniform(seed, stream, 3, std::span(u));
+  for (std::size_t i = 0; i < z.size(); ++i) {
+    ASSERT_EQ(kernels::normal_at(seed, stream, 3 + i), z[i]) << "element " << i;
+    ASSERT_EQ(kernels::uniform_at(seed, stream, 3 + i), u[i]) << "element " << i;
+  }
+}
+
+// Each kernel task's prior is the task's Prior object: same support, same log density (to the
+// last bits of log 2π), and sample_prior draws what Prior::sample draws from the same Rng.
+TEST(TaskKernels, PriorsMatchTheTaskPriors) {
+  for (const auto& [name, kernel] : kKernelTasks) {
+    SCOPED_TRACE(name);
+    const auto task = make_task(name);
+    ASSERT_EQ(task->kernel(), kernel);
+    const std::int64_t d = task->theta_dim();
+    core::Rng rng(3, 0), copy(3, 0);
+    const std::vector<double> theta = task->prior().sample(200, rng).to_vector();
+    for (std::int64_t i = 0; i < 200; ++i) {
+      std::vector<double> row(static_cast<std::size_t>(d));
+      kernels::sample_prior(kernel, copy, row.data());
+      for (std::int64_t j = 0; j < d; ++j)
+        ASSERT_PRED2(same_to_rounding, row[static_cast<std::size_t>(j)],
+                     theta[static_cast<std::size_t>(i * d + j)]);
+      // Inside, then pushed outside a box (a Gaussian has no outside).
+      for (const double shift : {0.0, 25.0}) {
+        row[0] += shift;
+        const double expected = task->prior().log_prob_row(row);
+        const double got = kernels::log_prior(kernel, row.data());
+        if (std::isinf(expected)) {
+          EXPECT_EQ(got, expected);
+        } else {
+          EXPECT_PRED2(same_to_rounding, got, expected);
+        }
+      }
+    }
+  }
+  // Box edges: closed below, open above, as BoxUniform.
+  const std::vector<double> low = {-1.0, 0.0}, high = {1.0, 0.0};
+  EXPECT_TRUE(std::isfinite(kernels::log_prior(kernels::TaskKernel::two_moons, low.data())));
+  EXPECT_EQ(kernels::log_prior(kernels::TaskKernel::two_moons, high.data()),
+            -std::numeric_limits<double>::infinity());
+}
+
+// The CPU simulator (core::Rng) and a GPU thread's generator (PhiloxRng) give the same rows, and
+// the batched simulator's row i is the kernel at stream first_row + i.
+TEST(TaskKernels, SimulatorRowsAreTheKernelAtTheRowStream) {
+  for (const auto& [name, kernel] : kKernelTasks) {
+    SCOPED_TRACE(name);
+    const auto task = make_task(name);
+    const std::int64_t d = task->theta_dim(), xd = task->x_dim(), b = 64;
+    core::Rng rng(11, 0);
+    const Tensor theta = task->prior().sample(b, rng);
+    const std::vector<double> x = task->simulator().simulate(theta, 5, 1000).to_vector();
+    const std::vector<double> th = theta.to_vector();
+    for (std::int64_t i = 0; i < b; ++i) {
+      kernels::PhiloxRng device_rng(5, 1000 + static_cast<std::uint64_t>(i));
+      std::vector<double> row(static_cast<std::size_t>(xd));
+      kernels::simulate(kernel, th.data() + i * d, row.data(), device_rng);
+      for (std::int64_t j = 0; j < xd; ++j)
+        ASSERT_PRED2(same_to_rounding, row[static_cast<std::size_t>(j)],
+                     x[static_cast<std::size_t>(i * xd + j)])
+            << "row " << i << " coordinate " << j;
+    }
+  }
+}
+
+TEST(TaskKernels, NonKernelTasksHaveNoKernel) {
+  EXPECT_FALSE(make_task("bernoulli_glm")->kernel().has_value());
+  EXPECT_FALSE(make_task("sir")->kernel().has_value());
+}
+
+// θ on a CUDA device needs x there too; without a device (or a CUDA build) the tensors cannot be
+// made, and on a GPU machine a CPU x is a DeviceError.
+TEST(TaskKernels, DeviceThetaNeedsDeviceX) {
+  if (!core::device_available(core::Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  const auto task = make_task("two_moons");
+  const Tensor theta = Tensor::zeros({4, 2}, DType::f32, core::Device::cuda);
+  Tensor x = Tensor::zeros({4, 2}, DType::f32);
+  test_util::expect_error_naming<core::DeviceError>(
+      [&] { task->simulator().simulate(theta, x, 1, 0); }, {"cuda", "cpu"});
 }
 
 }  // namespace
