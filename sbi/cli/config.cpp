@@ -34,6 +34,7 @@ const std::vector<SectionKeys>& known_keys() {
       {"network", {"transforms", "hidden", "blocks", "embedding_hidden", "embedding_features"}},
       {"sampling", {"num_samples", "sampler", "chains", "warmup"}},
       {"output", {"dir", "plot", "c2st"}},
+      {"compute", {"device"}},
   };
   return keys;
 }
@@ -222,6 +223,7 @@ RunConfig read_config(const std::string& path) {
     s.read("plot", c.plot);
     s.read("c2st", c.c2st);
   }
+  section("compute").read("device", c.device);
   validate(c, file);
   return c;
 }
@@ -281,6 +283,7 @@ std::string config_to_toml(const RunConfig& c) {
                    {"chains", c.chains},
                    {"warmup", c.warmup}}},
       {"output", toml::table{{"dir", c.dir}, {"plot", c.plot}, {"c2st", c.c2st}}},
+      {"compute", toml::table{{"device", c.device}}},
   };
   std::ostringstream out;
   out << "# asbi job configuration: `asbi run <this file>` repeats it.\n";
@@ -358,6 +361,10 @@ void validate(const RunConfig& c, const std::string& source) {
   check(c.chains >= 1, "sampling.chains", "expected >= 1, got ", c.chains);
   check(c.warmup >= 0, "sampling.warmup", "expected >= 0, got ", c.warmup);
   check(!c.dir.empty(), "output.dir", "expected a folder name");
+  // Whether the device is present is checked when the job starts, not here: a model folder's
+  // config names the device it was trained on and must stay readable on any machine.
+  check(c.device == "cpu" || c.device == "cuda", "compute.device",
+        "expected \"cpu\" or \"cuda\", got \"", c.device, "\"");
 }
 
 sbi::EstimatorOptions estimator_options(const RunConfig& c) {
@@ -384,6 +391,7 @@ sbi::EstimatorOptions estimator_options(const RunConfig& c) {
   o.mcmc.chains = c.chains;
   o.mcmc.warmup = c.warmup;
   o.mcmc.seed = c.seed;
+  o.device = c.device == "cuda" ? core::Device::cuda : core::Device::cpu;
   return o;
 }
 

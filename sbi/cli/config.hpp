@@ -10,6 +10,7 @@
 //   [network]     transforms, hidden, blocks, embedding_hidden, embedding_features
 //   [sampling]    num_samples, sampler (slice | mh | hmc: NLE/NRE), chains, warmup
 //   [output]      dir, plot, c2st
+//   [compute]     device (cpu | cuda: where the network trains and samples)
 //
 // Training defaults are the library's (sbi's); unknown sections and keys are errors naming the
 // file and the key.
@@ -50,6 +51,8 @@ struct RunConfig {
   std::string dir = "asbi-run";
   bool plot = true;
   bool c2st = true;
+  // [compute]
+  std::string device = "cpu";
 };
 
 // Reads a TOML config; IoError naming the file (and line) for bad TOML, unknown keys or values
