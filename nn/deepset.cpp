@@ -92,8 +92,8 @@ void add_rows(const T* e, std::int64_t rows, std::int64_t width, double* target)
 }
 
 // Asks the source for elements [begin, end) of set `set` into `out`, which it must fill in place.
-void request(const SetElementSource& source, std::int64_t set, std::int64_t begin,
-             std::int64_t end, Tensor& out) {
+void request(const SetElementSource& source, std::int64_t set, std::int64_t begin, std::int64_t end,
+             Tensor& out) {
   const void* where = out.raw();
   const Shape shape = out.shape();
   source(set, begin, end, out);
@@ -358,8 +358,6 @@ Tensor DeepSet::aggregate(std::span<const std::int64_t> set_sizes, const SetElem
   if (error) std::rethrow_exception(error);
   return features_of(set_sizes, sums);
 }
-
-
 
 Tensor DeepSet::aggregate(const Tensor& set, const AggregateOptions& options) const {
   if (set.rank() != 2 || set.dim(1) != element_features_ || set.device() != Device::cpu)

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "autodiff/tape.hpp"
 #include "core/backend.hpp"
 
 namespace asbi::nn {
@@ -38,7 +39,8 @@ Device Module::device() const {
       first = t.device();
     } else if (t.device() != first) {
       throw core::DeviceError(core::str("module: '", first_name, "' is on ", first, " but '", name,
-                                        "' is on ", t.device(), "; call to(device) to put the "
+                                        "' is on ", t.device(),
+                                        "; call to(device) to put the "
                                         "whole module on one device"));
     }
   };
@@ -48,6 +50,10 @@ Device Module::device() const {
 }
 
 void Module::to(Device device) {
+  if (ad::recording())
+    throw core::StateError(
+        "module: to() while a tape records; the recorded nodes would keep "
+        "pointing at the old tensors. Move the module before or after the step");
   if (!core::device_available(device))
     throw core::DeviceError(
         core::str("module: cannot move to ", device, ": ", device_unavailable_reason(device)));

@@ -63,7 +63,7 @@ class Module {
   // Moves every parameter (value and gradient) and every buffer to `device`; a no-op for those
   // already there. Throws DeviceError, before moving anything, when the device is absent.
   // Optimizers hold per-parameter state on the parameters' device: create them after to().
-  // Not while a tape records: recorded nodes point at the old values.
+  // StateError while a tape records: recorded nodes point at the old values.
   void to(Device device);
 
   // Dropout and similar layers behave differently while training; evaluation is the default

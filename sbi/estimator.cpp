@@ -59,7 +59,8 @@ void check_observation(const char* who, std::span<const double> x_o, std::int64_
 namespace detail {
 void check_device(const std::string& who, core::Device device) {
   if (core::device_available(device)) return;
-  throw core::DeviceError(core::str(who, ": device ", device, " was asked for but is not available (",
+  throw core::DeviceError(core::str(who, ": device ", device,
+                                    " was asked for but is not available (",
                                     nn::device_unavailable_reason(device), ")"));
 }
 }  // namespace detail
@@ -277,8 +278,7 @@ EstimatorOptions load_estimator_options(const std::filesystem::path& path) {
 }
 
 std::shared_ptr<Posterior> load_posterior(const std::filesystem::path& path,
-                                          std::shared_ptr<const Prior> prior,
-                                          core::Device device) {
+                                          std::shared_ptr<const Prior> prior, core::Device device) {
   const nn::Checkpoint checkpoint = nn::load_checkpoint(path);
   std::int64_t theta_dim = 0, x_dim = 0;
   EstimatorOptions options =

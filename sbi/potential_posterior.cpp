@@ -55,8 +55,8 @@ class PotentialDensity final : public LogDensity {
     // θ enters the tape as a parameter of its own: backward of Σ_i t(θ_i, x_o) leaves
     // ∂t(θ_i, x_o)/∂θ_i in row i of its gradient (rows do not interact).
     if (!theta_parameter_ || theta_parameter_->value().dim(0) != m)
-      theta_parameter_ = std::make_unique<ad::Parameter>(
-          "theta", Tensor::empty({m, dim()}, DType::f32, device_));
+      theta_parameter_ =
+          std::make_unique<ad::Parameter>("theta", Tensor::empty({m, dim()}, DType::f32, device_));
     theta_parameter_->value().copy_from(theta_input_.rows(0, m));
     theta_parameter_->zero_grad();
     {
@@ -156,9 +156,9 @@ class PotentialDensity final : public LogDensity {
   std::shared_ptr<PotentialNetwork> network_;
   std::vector<double> x_o_;
   mutable std::vector<std::int64_t> inside_;
-  core::Device device_;  // the network's
-  mutable Tensor theta_buffer_;            // [capacity, D] float32, host: θ packed
-  mutable Tensor theta_input_, x_input_;   // [capacity, D], [capacity, X] on the network's device
+  core::Device device_;                   // the network's
+  mutable Tensor theta_buffer_;           // [capacity, D] float32, host: θ packed
+  mutable Tensor theta_input_, x_input_;  // [capacity, D], [capacity, X] on the network's device
   mutable std::unique_ptr<ad::Parameter> theta_parameter_;
 };
 

@@ -70,9 +70,8 @@ json measure(const std::string& task_name, core::Device device, std::int64_t sim
           {"samples_per_second", median(steady)},
           {"first_epoch_samples_per_second", rates.empty() ? 0.0 : rates.front()},
           {"train_seconds", seconds},
-          {"final_validation_loss", result.validation_loss.empty()
-                                        ? json(nullptr)
-                                        : json(result.validation_loss.back())}};
+          {"final_validation_loss",
+           result.validation_loss.empty() ? json(nullptr) : json(result.validation_loss.back())}};
 }
 
 }  // namespace
@@ -103,8 +102,8 @@ int main(int argc, char** argv) {
 
   const core::Device device = device_name == "cuda" ? core::Device::cuda : core::Device::cpu;
   if (!core::device_available(device)) {
-    std::cerr << "asbi_npe_throughput: error: --device " << device_name
-              << ": not available (" << nn::device_unavailable_reason(device) << ")\n";
+    std::cerr << "asbi_npe_throughput: error: --device " << device_name << ": not available ("
+              << nn::device_unavailable_reason(device) << ")\n";
     return 2;
   }
   try {

@@ -19,8 +19,8 @@ namespace {
 std::unique_ptr<ConditionalFlow> standardized_maf(std::uint64_t seed) {
   core::Rng rng(seed, 0);
   FlowInputs inputs;
-  inputs.target = nn::Standardizer(Tensor::from({0.5, -1.0, 2.0}, {3}),
-                                   Tensor::from({2.0, 0.5, 1.0}, {3}));
+  inputs.target =
+      nn::Standardizer(Tensor::from({0.5, -1.0, 2.0}, {3}), Tensor::from({2.0, 0.5, 1.0}, {3}));
   inputs.context = nn::Standardizer(Tensor::from({1.0, 1.0}, {2}), Tensor::from({3.0, 0.25}, {2}));
   return maf(3, 2, rng, {.transforms = 2, .hidden = 8}, std::move(inputs));
 }
@@ -40,9 +40,7 @@ TEST(FlowDevice, EveryNonParameterTensorIsARegisteredBuffer) {
   // Two MAF layers of a 3-feature MADE with 2 blocks: input, 2 hidden and output masks each.
   const auto maf_buffers = standardized_maf(1)->registered_buffers();
   EXPECT_EQ(std::count_if(maf_buffers.begin(), maf_buffers.end(),
-                          [](const nn::NamedBuffer& b) {
-                            return b.name.ends_with(".mask");
-                          }),
+                          [](const nn::NamedBuffer& b) { return b.name.ends_with(".mask"); }),
             2 * 4);
   bool one_zero = false;
   for (const nn::NamedBuffer& b : small_nsf(1)->registered_buffers())

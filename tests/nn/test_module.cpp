@@ -74,6 +74,15 @@ TEST(Module, MovingToTheDeviceItIsOnKeepsEveryTensor) {
   EXPECT_EQ(net.device(), Device::cpu);
 }
 
+TEST(Module, MovingWhileATapeRecordsIsRefused) {
+  core::Rng rng(8);
+  ScaledNet net(rng);
+  ad::Tape tape;
+  const Var y = net(Tensor::full({2, 3}, 1.0));
+  expect_error_naming<core::StateError>([&] { net.to(Device::cpu); }, {"tape"});
+  tape.backward(ad::sum(y));
+}
+
 TEST(Module, MovingToAnAbsentDeviceThrowsAndMovesNothing) {
   if (core::device_available(Device::cuda)) GTEST_SKIP() << "a CUDA device is present";
   core::Rng rng(3);
@@ -95,7 +104,8 @@ TEST(Module, CudaRoundTripMovesParametersGradientsAndBuffers) {
   core::Rng rng(4);
   ScaledNet net(rng);
   std::vector<std::vector<double>> values;
-  for (const NamedParameter& p : net.parameters()) values.push_back(p.parameter->value().to_vector());
+  for (const NamedParameter& p : net.parameters())
+    values.push_back(p.parameter->value().to_vector());
   net.to(Device::cuda);
   EXPECT_EQ(net.device(), Device::cuda);
   for (const NamedParameter& p : net.parameters()) {
@@ -130,7 +140,8 @@ TEST(Module, SplitAcrossDevicesIsAnErrorNamingBothTensors) {
   const Tensor x = Tensor::full({20, 3}, 1.0), y = Tensor::full({20, 1}, 1.0);
   expect_error_naming<core::DeviceError>(
       [&] {
-        Trainer trainer(net, {x, y}, [](std::span<const Tensor>) { return Var(); }, o);
+        Trainer trainer(
+            net, {x, y}, [](std::span<const Tensor>) { return Var(); }, o);
       },
       {"weight"});
 }
@@ -145,8 +156,8 @@ TEST(Module, TrainerOnCudaFollowsTheCpuRun) {
   for (double& v : xs) v = data_rng.normal();
   for (std::int64_t i = 0; i < n; ++i) {
     const auto k = static_cast<std::size_t>(3 * i);
-    ys[static_cast<std::size_t>(i)] = 1.5 * xs[k] - 2.0 * xs[k + 1] + 0.5 * xs[k + 2] +
-                                      0.1 * data_rng.normal();
+    ys[static_cast<std::size_t>(i)] =
+        1.5 * xs[k] - 2.0 * xs[k + 1] + 0.5 * xs[k + 2] + 0.1 * data_rng.normal();
   }
   const Tensor x = Tensor::from(xs, {n, 3}), y = Tensor::from(ys, {n, 1});
   TrainOptions o;
@@ -172,8 +183,7 @@ TEST(Module, TrainerOnCudaFollowsTheCpuRun) {
   ASSERT_EQ(cpu.validation_loss.size(), gpu.validation_loss.size());
   for (std::size_t e = 0; e < cpu.validation_loss.size(); ++e) {
     EXPECT_NEAR(gpu.train_loss[e], cpu.train_loss[e], 1e-4 * (1 + cpu.train_loss[e])) << e;
-    EXPECT_NEAR(gpu.validation_loss[e], cpu.validation_loss[e],
-                1e-4 * (1 + cpu.validation_loss[e]))
+    EXPECT_NEAR(gpu.validation_loss[e], cpu.validation_loss[e], 1e-4 * (1 + cpu.validation_loss[e]))
         << e;
   }
   EXPECT_LT(gpu.validation_loss.back(), gpu.validation_loss.front());

@@ -398,12 +398,11 @@ TEST_F(CliTest, ConfigRecordsTheDevice) {
 // other, shifting the rows after it: the columns' means and spreads are compared.
 TEST_F(CliTest, TrainAndSampleOnCuda) {
   if (!asbi::core::device_available(asbi::core::Device::cuda)) GTEST_SKIP() << "no CUDA device";
-  const CliResult t = run(
-      "train --task two_moons --method npe --simulations 500 --max-epochs 3 --transforms 1 "
-      "--hidden 16 --seed 2 --progress none --device cuda --out model --json");
+  const CliResult t =
+      run("train --task two_moons --method npe --simulations 500 --max-epochs 3 --transforms 1 "
+          "--hidden 16 --seed 2 --progress none --device cuda --out model --json");
   ASSERT_EQ(t.code, 0) << t.err;
-  EXPECT_NE(read_file(path("model") / "config.toml").find("device = 'cuda'"),
-            std::string::npos);
+  EXPECT_NE(read_file(path("model") / "config.toml").find("device = 'cuda'"), std::string::npos);
   file("x.csv", "data_1,data_2\n-0.6396706,0.16234657\n");
   for (const char* device : {"cuda", "cpu"}) {
     const CliResult r = run(std::string("sample --model model --observation x.csv --num-samples "

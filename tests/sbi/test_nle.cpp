@@ -2,12 +2,12 @@
 // true one, MCMC posteriors against the analytic posterior, the potential's gradient, saving and
 // loading, errors and reproducibility.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <limits>
 #include <memory>
-#include <unistd.h>
 
 #include "core/backend.hpp"
 #include "core/error.hpp"
@@ -237,7 +237,8 @@ TEST(NleDevices, TrainingOnCudaFollowsTheCpu) {
   }
   ASSERT_EQ(runs[0].train_loss.size(), runs[1].train_loss.size());
   for (std::size_t e = 0; e < runs[0].train_loss.size(); ++e) {
-    EXPECT_NEAR(runs[1].train_loss[e], runs[0].train_loss[e], 1e-3 * (1 + std::abs(runs[0].train_loss[e])));
+    EXPECT_NEAR(runs[1].train_loss[e], runs[0].train_loss[e],
+                1e-3 * (1 + std::abs(runs[0].train_loss[e])));
     EXPECT_NEAR(runs[1].validation_loss[e], runs[0].validation_loss[e],
                 1e-3 * (1 + std::abs(runs[0].validation_loss[e])));
   }

@@ -2,12 +2,12 @@
 // logit against the true log ratio, MCMC posteriors against the analytic posterior, the
 // potential's gradient, saving and loading, errors and reproducibility.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <unistd.h>
 
 #include "core/backend.hpp"
 #include "core/error.hpp"
