@@ -22,7 +22,7 @@ std::int64_t embedded_width(const nn::Layer* embedding, std::int64_t context, DT
   if (!embedding || context == 0) return context;
   ad::NoGrad no_grad;
   core::ArenaScope scope;
-  const Var e = embedding->forward(Tensor::zeros({1, context}, dtype));
+  const Var e = embedding->forward(Tensor::zeros({1, context}, dtype, embedding->device()));
   if (e.shape().rank() != 2 || e.dim(0) != 1)
     throw ShapeError(str("flows: expected the embedding net to map [1, ", context,
                          "] to [1, E], got ", e.shape()));
@@ -67,6 +67,9 @@ ConditionalFlow::ConditionalFlow(std::unique_ptr<Distribution> base,
   for (std::size_t i = 0; i < transforms.size(); ++i)
     transforms_.push_back(&child(str("_transform._transforms.", i), std::move(transforms[i])));
   base_ = &child("_distribution", std::move(base));
+  if (context_standardizer_)
+    for (auto& [name, tensor] : context_standardizer_->state())
+      register_buffer("context_standardizer." + name, *tensor);
   if (embedding) {
     embedding_ = &child("_embedding_net", std::move(embedding));
     embedded_features_ = embedded_width(embedding_, context_features, dtype_of(*embedding_));
@@ -122,7 +125,10 @@ FlowSamples ConditionalFlow::draw(std::int64_t n, const Var& context, core::Rng&
                                                                        : Tensor());
   check_context("ConditionalFlow::sample", context, n);
   const Var e = context.defined() ? repeat_row(embed(context), n) : Var();
-  Var z = base_->sample(n, e.defined() ? e.value() : Tensor(), rng);
+  // A base without a context cannot tell where the flow lives and may draw on the host: the noise
+  // is then copied to the flow's device here, the one host-to-device edge of sampling.
+  const Tensor noise = base_->sample(n, e.defined() ? e.value() : Tensor(), rng);
+  Var z = noise.to(e.defined() ? e.device() : device());
   Var lp = with_log_prob ? base_->log_prob(z, e) : Var();
   for (auto it = transforms_.rbegin(); it != transforms_.rend(); ++it) {
     Transformed r = (*it)->inverse(z, e);

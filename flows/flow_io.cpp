@@ -187,7 +187,7 @@ void save_flow(const std::filesystem::path& path, const FlowSpec& spec, Conditio
   nn::save_checkpoint(path, checkpoint);
 }
 
-LoadedFlow load_flow(const std::filesystem::path& path) {
+LoadedFlow load_flow(const std::filesystem::path& path, core::Device device) {
   const nn::Checkpoint checkpoint = nn::load_checkpoint(path);
   LoadedFlow loaded;
   loaded.spec = flow_spec_from_config(checkpoint.config, path.string());
@@ -201,6 +201,7 @@ LoadedFlow load_flow(const std::filesystem::path& path) {
   loaded.flow = build_flow(loaded.spec, std::move(inputs));
   nn::restore_module(checkpoint, "model", *loaded.flow);
   nn::restore_tensors(checkpoint, "buffers", loaded.flow->buffers(), "flow buffers");
+  loaded.flow->to(device);
   return loaded;
 }
 

@@ -44,6 +44,7 @@ struct LoadedFlow {
   FlowSpec spec;
   std::unique_ptr<ConditionalFlow> flow;
 };
-LoadedFlow load_flow(const std::filesystem::path& path);
+// The flow comes back on `device`, whatever device it was saved from.
+LoadedFlow load_flow(const std::filesystem::path& path, core::Device device = core::Device::cpu);
 
 }  // namespace asbi::flows

@@ -38,7 +38,9 @@ MaskedLinear::MaskedLinear(std::vector<std::int64_t> in_degrees,
     : out_degrees_(std::move(out_degrees)),
       mask_(mask_tensor(in_degrees, out_degrees_, is_output, dtype)),
       weight_(param("weight", nn::kaiming_uniform(mask_.shape(), mask_.dim(1), rng, dtype))),
-      bias_(param("bias", nn::kaiming_uniform({mask_.dim(0)}, mask_.dim(1), rng, dtype))) {}
+      bias_(param("bias", nn::kaiming_uniform({mask_.dim(0)}, mask_.dim(1), rng, dtype))) {
+  register_buffer("mask", mask_);
+}
 
 // y = x (W ⊙ M)ᵀ + b:  ∂L/∂W = M ⊙ (∂L/∂y)ᵀ x, so masked weights never receive a gradient
 Var MaskedLinear::forward(const Var& x) const {

@@ -463,6 +463,7 @@ LULinear::LULinear(std::int64_t features, core::Rng& rng, bool identity_init, DT
       one_zero_(Tensor::from({1.0, 0.0}, {2}, dtype)) {
   if (features < 1) throw ValueError(str("LULinear: expected features >= 1, got ", features));
   if (!(eps > 0 && eps < 1)) throw ValueError(str("LULinear: expected 0 < eps < 1, got ", eps));
+  register_buffer("one_zero", one_zero_);
   const std::int64_t d = features, n = d * (d - 1) / 2;
   const double bound = 1.0 / std::sqrt(static_cast<double>(d));
   if (n > 0) {
@@ -523,7 +524,9 @@ Transformed LULinear::inverse(const Var& z, const Var&) const {
 
 // --- Standardize ---------------------------------------------------------------------------------
 
-Standardize::Standardize(nn::Standardizer standardizer) : standardizer_(std::move(standardizer)) {}
+Standardize::Standardize(nn::Standardizer standardizer) : standardizer_(std::move(standardizer)) {
+  for (auto& [name, tensor] : standardizer_.state()) register_buffer(name, *tensor);
+}
 
 // z = (a - μ) / σ, log|det| = -Σ log σ
 Transformed Standardize::forward(const Var& a, const Var&) const {

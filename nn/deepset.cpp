@@ -91,6 +91,119 @@ void add_rows(const T* e, std::int64_t rows, std::int64_t width, double* target)
     for (std::int64_t k = 0; k < width; ++k) target[k] += static_cast<double>(e[k]);
 }
 
+// Asks the source for elements [begin, end) of set `set` into `out`, which it must fill in place.
+void request(const SetElementSource& source, std::int64_t set, std::int64_t begin, std::int64_t end,
+             Tensor& out) {
+  const void* where = out.raw();
+  const Shape shape = out.shape();
+  source(set, begin, end, out);
+  if (out.raw() != where || out.shape() != shape)
+    throw core::StateError(
+        "DeepSet::aggregate: the element source must write into the tensor it is given, not "
+        "replace it");
+}
+
+// Rows [row0, row0 + rows) of the concatenated sets into buffer rows [0, rows): each OpenMP
+// thread takes a contiguous slice and asks the source once per (set, range) inside it.
+void fill_rows(const ChunkPlan& plan, const SetElementSource& source, std::int64_t row0,
+               std::int64_t rows, Tensor& buffer) {
+  const int threads = omp_get_max_threads();
+  const auto sets = static_cast<std::int64_t>(plan.offsets.size()) - 1;
+  std::exception_ptr error;
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  for (int t = 0; t < threads; ++t) {
+    const std::int64_t lo = row0 + rows * t / threads, hi = row0 + rows * (t + 1) / threads;
+    try {
+      for (std::int64_t s = lo < hi ? plan.set_of(lo) : sets; s < sets && plan.offsets[s] < hi;
+           ++s) {
+        const std::int64_t b = std::max(plan.offsets[s], lo);
+        const std::int64_t e = std::min(plan.offsets[s + 1], hi);
+        Tensor out = buffer.rows(b - row0, e - row0);
+        request(source, s, b - plan.offsets[s], e - plan.offsets[s], out);
+      }
+    } catch (...) {
+#pragma omp critical(asbi_deepset_fill_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// [mean, log N] per set from the sums [M, E] float64, rounded to float32 once at the end.
+Tensor features_of(std::span<const std::int64_t> set_sizes, const Tensor& sums) {
+  const std::int64_t sets = static_cast<std::int64_t>(set_sizes.size());
+  const std::int64_t E = sums.dim(1);
+  const double* sum = sums.data<double>();
+  Tensor features = Tensor::empty({sets, E + 1});
+  float* f = features.data<float>();
+  for (std::int64_t s = 0; s < sets; ++s) {
+    const double n = static_cast<double>(set_sizes[static_cast<std::size_t>(s)]);
+    for (std::int64_t k = 0; k < E; ++k)
+      f[s * (E + 1) + k] = static_cast<float>(sum[s * E + k] / n);
+    f[s * (E + 1) + E] = static_cast<float>(std::log(n));
+  }
+  return features;
+}
+
+// On a device the chunks go one after another: the OpenMP threads fill the chunk's host buffer
+// (each thread a contiguous slice of its rows, asking the source per (set, range) in the slice),
+// one copy takes it in, φ encodes it there, and each set's rows of the chunk are summed in
+// float64 in row order — on the device (one sum_axis per set, whose kernel adds in row order in
+// double) when the chunk holds few sets, else on the host after one copy back. Both make the same
+// additions in the same order as the CPU path, and the chunk sums are added to their sets in
+// chunk order, so the result depends on φ's values only, not on threads or on the route taken.
+// Memory: one [chunk, X] host buffer and one chunk of activations on the device.
+Tensor aggregate_on_device(const Layer& encoder, DType dtype, std::int64_t X, std::int64_t E,
+                           const ChunkPlan& plan, const SetElementSource& source, Device device) {
+  const std::int64_t sets = static_cast<std::int64_t>(plan.offsets.size()) - 1;
+  // Up to this many sets in a chunk are summed on the device; a chunk of many small sets would
+  // take one launch per set, so it is summed on the host instead.
+  constexpr std::int64_t kDeviceSums = 8;
+  core::Backend& k = core::backend(device);
+  Tensor sums = Tensor::zeros({sets, E}, DType::f64);
+  double* const sum = sums.data<double>();
+  Tensor buffer = Tensor::empty({std::min(plan.chunk, plan.total), X});
+  Tensor chunk_sums = Tensor::empty({kDeviceSums, E}, DType::f64, device);
+  for (std::int64_t c = 0; c < plan.chunks; ++c) {
+    const std::int64_t row0 = plan.begin(c), rows = plan.end(c) - row0;
+    const std::int64_t first = plan.set_of(row0), last = plan.set_of(row0 + rows - 1);
+    fill_rows(plan, source, row0, rows, buffer);
+    core::ArenaScope scope;
+    ad::NoGrad no_grad;
+    const Tensor x = buffer.rows(0, rows).to(dtype).to(device);
+    const Tensor embeddings = encoder.forward(x).value();
+    core::check_shape("DeepSet::aggregate", "embeddings", embeddings, {rows, E});
+    Tensor wide = Tensor::scratch({rows, E}, DType::f64, device);
+    if (embeddings.dtype() == DType::f64)
+      wide.copy_from(embeddings);
+    else
+      k.cast(embeddings, wide);
+    const std::int64_t count = last - first + 1;
+    if (count <= kDeviceSums) {
+      for (std::int64_t s = first; s <= last; ++s) {
+        const std::int64_t b = std::max(plan.offsets[s], row0) - row0;
+        const std::int64_t e = std::min(plan.offsets[s + 1], row0 + rows) - row0;
+        Tensor target = chunk_sums.rows(s - first, s - first + 1).reshape({E});
+        k.sum_axis(wide.rows(b, e), 0, 1.0, false, target);
+      }
+      const std::vector<double> host = chunk_sums.rows(0, count).to_vector();
+      for (std::int64_t s = first; s <= last; ++s)
+        for (std::int64_t j = 0; j < E; ++j)
+          sum[s * E + j] += host[static_cast<std::size_t>((s - first) * E + j)];
+    } else {
+      const Tensor host = wide.to(Device::cpu);
+      for (std::int64_t s = first; s <= last; ++s) {
+        const std::int64_t b = std::max(plan.offsets[s], row0) - row0;
+        const std::int64_t e = std::min(plan.offsets[s + 1], row0 + rows) - row0;
+        std::vector<double> part(static_cast<std::size_t>(E), 0.0);
+        add_rows(host.data<double>() + b * E, e - b, E, part.data());
+        for (std::int64_t j = 0; j < E; ++j) sum[s * E + j] += part[static_cast<std::size_t>(j)];
+      }
+    }
+  }
+  return sums;
+}
+
 }  // namespace
 
 DeepSet::DeepSet(std::unique_ptr<Layer> encoder, std::int64_t element_features,
@@ -103,12 +216,12 @@ DeepSet::DeepSet(std::unique_ptr<Layer> encoder, std::int64_t element_features,
                          element_features, " and ", embedding_features));
   const Tensor p = first_parameter(encoder_);
   dtype_ = p.defined() ? p.dtype() : DType::f32;
-  device_ = p.defined() ? p.device() : Device::cpu;
+  const Device device = encoder_.device();
   // A one-row dry run: the encoder must map [1, X] to [1, E].
   ad::NoGrad no_grad;
   core::ArenaScope scope;
-  Tensor probe = Tensor::scratch({1, element_features}, dtype_, device_);
-  core::backend(device_).fill(probe, 0.0);
+  Tensor probe = Tensor::scratch({1, element_features}, dtype_, device);
+  core::backend(device).fill(probe, 0.0);
   Shape got;
   try {
     got = encoder_.forward(probe).shape();
@@ -169,10 +282,11 @@ Tensor DeepSet::aggregate(std::span<const std::int64_t> set_sizes, const SetElem
     throw ValueError(
         str("DeepSet::aggregate: chunk_elements must be >= 1, got ", options.chunk_elements));
   if (!source) throw ValueError("DeepSet::aggregate: the element source is empty");
-  if (device_ != Device::cpu)
-    throw core::DeviceError(
-        str("DeepSet::aggregate: runs CPU encoders; the encoder is on ", device_));
   const ChunkPlan plan(set_sizes, options.chunk_elements);
+  const Device device = encoder_.device();
+  if (device != Device::cpu)
+    return features_of(set_sizes, aggregate_on_device(encoder_, dtype_, element_features_,
+                                                      embedding_features_, plan, source, device));
   const std::int64_t sets = static_cast<std::int64_t>(set_sizes.size());
   const std::int64_t X = element_features_, E = embedding_features_;
   const int threads = omp_get_max_threads();
@@ -203,12 +317,7 @@ Tensor DeepSet::aggregate(std::span<const std::int64_t> set_sizes, const SetElem
             const std::int64_t b = std::max(plan.offsets[s], row0);
             const std::int64_t e = std::min(plan.offsets[s + 1], row0 + rows);
             Tensor out = buffer.rows(b - row0, e - row0);
-            const void* where = out.raw();
-            source(s, b - plan.offsets[s], e - plan.offsets[s], out);
-            if (out.raw() != where || out.shape() != Shape({e - b, X}))
-              throw core::StateError(
-                  "DeepSet::aggregate: the element source must write into "
-                  "the tensor it is given, not replace it");
+            request(source, s, b - plan.offsets[s], e - plan.offsets[s], out);
           }
           core::ArenaScope scope;
           ad::NoGrad no_grad;
@@ -247,17 +356,7 @@ Tensor DeepSet::aggregate(std::span<const std::int64_t> set_sizes, const SetElem
     }
   }
   if (error) std::rethrow_exception(error);
-
-  // [mean, log N] per set, rounded to float32 once at the end.
-  Tensor features = Tensor::empty({sets, E + 1});
-  float* f = features.data<float>();
-  for (std::int64_t s = 0; s < sets; ++s) {
-    const double n = static_cast<double>(set_sizes[static_cast<std::size_t>(s)]);
-    for (std::int64_t k = 0; k < E; ++k)
-      f[s * (E + 1) + k] = static_cast<float>(sum[s * E + k] / n);
-    f[s * (E + 1) + E] = static_cast<float>(std::log(n));
-  }
-  return features;
+  return features_of(set_sizes, sums);
 }
 
 Tensor DeepSet::aggregate(const Tensor& set, const AggregateOptions& options) const {

@@ -66,17 +66,19 @@ class DeepSet : public Module {
   //   spans chunks are added in chunk order, so the output is bit-identical for every thread
   //   count.
   // The encoder must be thread-safe (every layer of nn/ is, except Dropout while training).
+  // With the encoder on a device (Module::to), the source still writes host buffers, filled by
+  // the threads a chunk at a time; each chunk is copied in and encoded there, and each set's rows
+  // are summed with the same float64 additions in the same order, so the sums differ from the
+  // CPU's only by φ's own rounding on the device.
   Tensor aggregate(std::span<const std::int64_t> set_sizes, const SetElementSource& source,
                    const AggregateOptions& options = {}) const;
-  // One set held in memory, [N, X] (CPU) → [1, E + 1].
+  // One set held in host memory, [N, X] → [1, E + 1].
   Tensor aggregate(const Tensor& set, const AggregateOptions& options = {}) const;
 
  private:
   Layer& encoder_;
   std::int64_t element_features_, embedding_features_;
-  // Where the encoder's parameters live (float32 on the CPU when it has none).
-  DType dtype_;
-  Device device_;
+  DType dtype_;  // the encoder's parameters' (float32 when it has none)
 };
 
 }  // namespace asbi::nn

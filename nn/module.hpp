@@ -2,6 +2,8 @@
 // Modules: objects that own parameters under stable, dotted names ("net.0.weight"), the names
 // checkpoints and optimizers key on. A module registers its own parameters and its sub-modules
 // in its constructor; parameters() then lists everything, depth-first, in registration order.
+// Tensors a module keeps besides its parameters (a mask, a constant, fitted statistics) are
+// registered as buffers, so that to() moves them with the parameters.
 //
 //   class Affine : public nn::Module {
 //    public:
@@ -35,6 +37,11 @@ struct NamedParameter {
   Parameter* parameter;
 };
 
+struct NamedBuffer {
+  std::string name;
+  Tensor* tensor;
+};
+
 class Module {
  public:
   Module() = default;
@@ -46,6 +53,18 @@ class Module {
   Parameter& parameter(const std::string& name) const;  // throws ValueError naming the candidates
   std::int64_t parameter_count() const;                 // scalars, for logs
   void zero_grad();
+  // The registered buffers of this module and its children, depth-first, dotted names as
+  // parameters().
+  std::vector<NamedBuffer> registered_buffers() const;
+
+  // The device of every parameter and buffer; the CPU for a module with none. Throws DeviceError
+  // naming two tensors that live on different devices.
+  Device device() const;
+  // Moves every parameter (value and gradient) and every buffer to `device`; a no-op for those
+  // already there. Throws DeviceError, before moving anything, when the device is absent.
+  // Optimizers hold per-parameter state on the parameters' device: create them after to().
+  // StateError while a tape records: recorded nodes point at the old values.
+  void to(Device device);
 
   // Dropout and similar layers behave differently while training; evaluation is the default
   // for inference code that never calls train().
@@ -55,6 +74,9 @@ class Module {
 
  protected:
   Parameter& param(std::string name, Tensor value);
+  // `tensor` is a member of the module (or of a member), so its address is stable; to() replaces
+  // it by its copy on the new device.
+  void register_buffer(std::string name, Tensor& tensor);
   template <typename M>
   M& child(std::string name, std::unique_ptr<M> module) {
     M& ref = *module;
@@ -64,8 +86,10 @@ class Module {
 
  private:
   void collect(const std::string& prefix, std::vector<NamedParameter>& out) const;
+  void collect(const std::string& prefix, std::vector<NamedBuffer>& out) const;
 
   std::vector<std::pair<std::string, std::unique_ptr<Parameter>>> params_;
+  std::vector<NamedBuffer> buffers_;
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
   bool training_ = false;
 };
@@ -76,6 +100,10 @@ class Layer : public Module {
   virtual Var forward(const Var& x) const = 0;
   Var operator()(const Var& x) const { return forward(x); }
 };
+
+// Why `device` cannot be used, in its backend's words ("CUDA: no device (…)", or that asbi was
+// built without it); empty when it can.
+std::string device_unavailable_reason(Device device);
 
 // Uniform in ±1/√fan_in: PyTorch's default for nn.Linear (Kaiming-uniform with a = √5) for both
 // weights and biases, so asbi's networks start where the Python tools' do.

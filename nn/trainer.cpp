@@ -70,10 +70,12 @@ Trainer::Trainer(Module& model, std::vector<Tensor> dataset, LossFn loss, TrainO
   require(static_cast<bool>(loss_), "no loss function");
   require(!parameters_.empty(), "the model has no parameters");
 
-  // The dataset: tensors sharing dimension 0, on one device.
+  // The dataset: tensors sharing dimension 0, copied once to the model's device (if not there
+  // already), where every batch is gathered.
   require(!dataset_.empty(), "the dataset holds no tensors");
+  const Device device = model_.device();
   for (std::size_t k = 0; k < dataset_.size(); ++k) {
-    const Tensor& t = dataset_[k];
+    Tensor& t = dataset_[k];
     require(t.defined(), str("dataset tensor ", k, " is undefined"));
     if (t.rank() < 1)
       throw core::ShapeError(
@@ -82,12 +84,9 @@ Trainer::Trainer(Module& model, std::vector<Tensor> dataset, LossFn loss, TrainO
       throw core::ShapeError(str("Trainer: dataset tensors must share dimension 0 (one row per ",
                                  "example): tensor 0 has shape ", dataset_[0].shape(), ", tensor ",
                                  k, " has shape ", t.shape()));
-    if (t.device() != dataset_[0].device())
-      throw core::DeviceError(str("Trainer: dataset tensors must be on one device: tensor 0 is on ",
-                                  dataset_[0].device(), ", tensor ", k, " on ", t.device()));
+    t = t.to(device);
   }
   const std::int64_t n = dataset_[0].dim(0);
-  const Device device = dataset_[0].device();
 
   if (example_weights.defined()) {
     if (example_weights.shape() != Shape{n})
@@ -121,6 +120,7 @@ Trainer::Trainer(Module& model, std::vector<Tensor> dataset, LossFn loss, TrainO
   for (const Tensor& t : dataset_)
     buffers_.push_back(Tensor::empty(t.shape().with(0, capacity), t.dtype(), device));
   views_ = buffers_;
+  validation_total_ = Tensor::empty({1}, DType::f64, device);
 
   optimizer_ = adam(parameters_, {.learning_rate = o.learning_rate});
   schedule_ = make_schedule(*optimizer_, o.schedule);
@@ -216,21 +216,30 @@ double Trainer::train_epoch(int epoch) {
   return total / static_cast<double>(batches);
 }
 
+// The batch sums are added up in float64 on the model's device (the same additions, in the same
+// order, as a host double would see) and copied back once.
 double Trainer::validate() {
   model_.train(false);
   ad::NoGrad no_grad;
   core::ArenaScope scope;  // each batch's temporaries are dropped after it
+  core::Backend& k = core::backend(validation_total_.device());
+  k.fill(validation_total_, 0.0);
   const std::int64_t chunk = buffers_[0].dim(0);
-  double total = 0;
   for (std::int64_t begin = 0; begin < validation_size(); begin += chunk) {
     const std::int64_t end = std::min(begin + chunk, validation_size());
     index_ = std::span<const std::int64_t>(validation_index_)
                  .subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(end - begin));
     gather(index_);
-    total += objective(loss_(views_), /*mean=*/false).item();
+    Tensor sum = objective(loss_(views_), /*mean=*/false).value();
+    if (sum.dtype() != DType::f64) {
+      Tensor wide = Tensor::scratch({1}, DType::f64, sum.device());
+      k.cast(sum, wide);
+      sum = wide;
+    }
+    k.axpy(1.0, sum, validation_total_);
     scope.rewind();
   }
-  return total / static_cast<double>(validation_size());
+  return validation_total_.item() / static_cast<double>(validation_size());
 }
 
 TrainResult Trainer::train() {

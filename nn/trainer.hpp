@@ -37,6 +37,10 @@
 // stopped: the same seed and thread count give bit-identical weights. The dataset itself is not
 // fingerprinted: resuming with other data of the same size is the caller's error.
 //
+// Devices: everything runs on the model's device. The dataset is copied there once; batches are
+// gathered there; the host sees one scalar per training step (the loss, checked for finiteness)
+// and one per epoch for validation.
+//
 // Defaults follow sbi's (TrainOptions); the steady state of an epoch allocates no tensor memory
 // beyond the tape's arena.
 #include <cstdint>
@@ -109,10 +113,12 @@ struct TrainResult {
 
 class Trainer {
  public:
-  // `dataset`: tensors sharing dimension 0, on one device. `example_weights`: optional [N],
-  // finite and >= 0, multiplying each example's loss in training and validation. Throws
-  // ShapeError for a ragged dataset, ValueError for options out of range or a split that leaves
-  // the training or validation set empty.
+  // `dataset`: tensors sharing dimension 0, on any device: each is copied once to the model's
+  // device (Module::device()) unless already there. `example_weights`: optional [N], finite and
+  // >= 0, multiplying each example's loss in training and validation. Throws ShapeError for a
+  // ragged dataset, ValueError for options out of range or a split that leaves the training or
+  // validation set empty, DeviceError for a model split across devices. The optimizer is made
+  // here, on the parameters' device: move the model (Module::to) before.
   Trainer(Module& model, std::vector<Tensor> dataset, LossFn loss, TrainOptions options = {},
           Tensor example_weights = {});
   ~Trainer();
@@ -167,6 +173,7 @@ class Trainer {
   std::vector<Tensor> buffers_;      // one per dataset tensor, [capacity, …], reused every step
   std::vector<Tensor> views_;        // the rows of buffers_ holding the current batch
   Tensor weight_buffer_, weight_view_;
+  Tensor validation_total_;              // [1] float64 on the model's device
   std::span<const std::int64_t> index_;  // the example indices of the current batch
   std::vector<Tensor> best_;             // the best parameters so far
 

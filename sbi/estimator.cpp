@@ -3,6 +3,7 @@
 #include <cmath>
 #include <utility>
 
+#include "core/backend.hpp"
 #include "core/error.hpp"
 #include "nn/checkpoint.hpp"
 #include "sbi/methods.hpp"
@@ -55,6 +56,15 @@ void check_observation(const char* who, std::span<const double> x_o, std::int64_
                                        ") is ", x_o[j], "; expected a finite number"));
 }
 
+namespace detail {
+void check_device(const std::string& who, core::Device device) {
+  if (core::device_available(device)) return;
+  throw core::DeviceError(core::str(who, ": device ", device,
+                                    " was asked for but is not available (",
+                                    nn::device_unavailable_reason(device), ")"));
+}
+}  // namespace detail
+
 // ---------------------------------------------------------------------------------------------
 // Estimator: the rows appended so far and the checkpoint file.
 
@@ -63,6 +73,7 @@ Estimator::Estimator(std::shared_ptr<const Prior> prior, std::int64_t x_dim,
     : prior_(std::move(prior)), x_dim_(x_dim), options_(std::move(options)) {
   if (!prior_) throw core::ValueError("estimator: expected a prior, got null");
   if (x_dim_ <= 0) throw core::ValueError(core::str("estimator: expected x_dim > 0, got ", x_dim_));
+  detail::check_device("estimator (EstimatorOptions::device)", options_.device);
 }
 
 void Estimator::append_simulations(const Tensor& theta, const Tensor& x, int round) {
@@ -267,11 +278,12 @@ EstimatorOptions load_estimator_options(const std::filesystem::path& path) {
 }
 
 std::shared_ptr<Posterior> load_posterior(const std::filesystem::path& path,
-                                          std::shared_ptr<const Prior> prior) {
+                                          std::shared_ptr<const Prior> prior, core::Device device) {
   const nn::Checkpoint checkpoint = nn::load_checkpoint(path);
   std::int64_t theta_dim = 0, x_dim = 0;
-  const EstimatorOptions options =
+  EstimatorOptions options =
       estimator_options_from_json(checkpoint.config, path.string(), &theta_dim, &x_dim);
+  options.device = device;
   if (!prior) throw core::ValueError("load_posterior: expected a prior, got null");
   if (prior->dim() != theta_dim)
     throw core::IoError(core::str(path.string(), ": field 'theta_dim' is ", theta_dim,

@@ -65,6 +65,12 @@ struct EstimatorOptions {
   nn::TrainOptions train{};
   McmcOptions mcmc{};  // how NLE/NRE posteriors sample
   std::uint64_t seed = 0;  // initial weights (train.seed drives the split and the shuffles)
+  // Where the network trains and evaluates: simulations are copied there once per train() call,
+  // observations in and samples out at each posterior call. NLE/NRE chains stay on the host and
+  // send the network batches of chains. A run time choice, not stored in checkpoints (a model
+  // saved from the GPU loads on the CPU and the other way round). DeviceError at construction
+  // when the device is absent.
+  core::Device device = core::Device::cpu;
 };
 
 class Estimator {
@@ -127,10 +133,12 @@ std::unique_ptr<Estimator> make_estimator(std::shared_ptr<const Prior> prior, st
                                           const EstimatorOptions& options);
 
 // The posterior of a file written by Estimator::save, for the prior it was trained with (its
-// dimension is checked). IoError naming the file and the field when it is missing, corrupt or of
-// another version.
+// dimension is checked), with its network on `device` (whatever device it was saved from).
+// IoError naming the file and the field when it is missing, corrupt or of another version;
+// DeviceError when the device is absent.
 std::shared_ptr<Posterior> load_posterior(const std::filesystem::path& path,
-                                          std::shared_ptr<const Prior> prior);
+                                          std::shared_ptr<const Prior> prior,
+                                          core::Device device = core::Device::cpu);
 // The options stored in such a file (what `asbi sample` reports).
 EstimatorOptions load_estimator_options(const std::filesystem::path& path);
 

@@ -106,8 +106,10 @@ class NleEstimator final : public Estimator {
                                .seed = options_.seed};
     flows::FlowInputs inputs{.target = std::move(x_z), .context = std::move(theta_z),
                              .embedding = nullptr};
-    return std::make_shared<LikelihoodFlow>(flows::build_flow(spec, std::move(inputs)),
-                                            theta_dim());
+    // Built on the host (the same initial weights on every device), then moved.
+    std::unique_ptr<flows::ConditionalFlow> flow = flows::build_flow(spec, std::move(inputs));
+    flow->to(options_.device);
+    return std::make_shared<LikelihoodFlow>(std::move(flow), theta_dim());
   }
 
   std::shared_ptr<LikelihoodFlow> network_;

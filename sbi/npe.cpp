@@ -60,17 +60,23 @@ std::unique_ptr<flows::ConditionalFlow> build_npe_flow(std::int64_t theta_dim, s
   core::Rng init(options.seed, 0);
   flows::FlowInputs inputs;
   if (options.z_score_theta)
-    inputs.target =
-        theta ? nn::Standardizer::fit(*theta) : nn::Standardizer::identity(theta_dim, dtype);
+    inputs.target = theta ? nn::Standardizer::fit(theta->to(core::Device::cpu))
+                          : nn::Standardizer::identity(theta_dim, dtype);
   if (options.z_score_x)
-    inputs.context = x ? nn::Standardizer::fit(*x) : nn::Standardizer::identity(x_dim, dtype);
+    inputs.context = x ? nn::Standardizer::fit(x->to(core::Device::cpu))
+                       : nn::Standardizer::identity(x_dim, dtype);
   if (options.embedding.features > 0)
     inputs.embedding =
         std::make_unique<nn::Mlp>(x_dim, options.embedding.hidden, options.embedding.features,
                                   init, nn::Activation::relu, dtype);
-  return npe_flow_kind(options) == flows::FlowKind::nsf
-             ? flows::nsf(theta_dim, x_dim, init, options.nsf, std::move(inputs))
-             : flows::maf(theta_dim, x_dim, init, options.maf, std::move(inputs));
+  // Built on the host (the weights drawn there, so every device starts from the same ones), then
+  // moved.
+  std::unique_ptr<flows::ConditionalFlow> flow =
+      npe_flow_kind(options) == flows::FlowKind::nsf
+          ? flows::nsf(theta_dim, x_dim, init, options.nsf, std::move(inputs))
+          : flows::maf(theta_dim, x_dim, init, options.maf, std::move(inputs));
+  flow->to(options.device);
+  return flow;
 }
 namespace {
 
@@ -110,6 +116,7 @@ double seconds_since(Clock::time_point t0) {
 struct NpeModel {
   std::unique_ptr<flows::ConditionalFlow> flow;
   DType dtype = DType::f32;
+  core::Device device = core::Device::cpu;  // the flow's
   std::uint64_t version = 0;
 };
 
@@ -152,7 +159,7 @@ class NpePosterior : public Posterior {
     const std::vector<double> prior_lp = prior_->log_prob(theta);
     const double log_z = std::log(acceptance(x_o));
     const Tensor context = observation(x_o);
-    const Tensor theta_f = theta.to(model_->dtype);
+    const Tensor theta_f = theta.to(model_->dtype).to(model_->device);
     ad::NoGrad no_grad;
     core::ArenaScope scope;
     for (std::int64_t begin = 0; begin < n; begin += kChunkRows) {
@@ -181,7 +188,7 @@ class NpePosterior : public Posterior {
     const Tensor context = observation(x_o);
     for (std::int64_t begin = 0; begin < kAcceptanceDraws; begin += kChunkRows) {
       const std::int64_t rows = std::min(kChunkRows, kAcceptanceDraws - begin);
-      const Tensor draws = model_->flow->sample(rows, context, rng);
+      const Tensor draws = model_->flow->sample(rows, context, rng).to(core::Device::cpu);
       for (bool inside : prior_->in_support(draws)) accepted += inside;
     }
     if (accepted == 0)
@@ -195,8 +202,9 @@ class NpePosterior : public Posterior {
   }
 
  private:
+  // x_o as the flow's context [1, X], on its device.
   Tensor observation(std::span<const double> x_o) const {
-    return Tensor::from(x_o, {1, x_dim_}, model_->dtype);
+    return Tensor::from(x_o, {1, x_dim_}, model_->dtype).to(model_->device);
   }
 
   // n draws of q(θ | x_o) inside the prior's support [n, D] float64; `drawn` counts the
@@ -213,7 +221,8 @@ class NpePosterior : public Posterior {
       const double rate = drawn ? std::max(static_cast<double>(accepted) / drawn, 1e-3) : 1.0;
       const auto wanted = static_cast<std::int64_t>(std::ceil((n - accepted) / rate * 1.05));
       const std::int64_t rows = std::clamp<std::int64_t>(wanted, 64, kChunkRows);
-      const Tensor draws = model_->flow->sample(rows, context, rng).to(DType::f64);
+      const Tensor draws =
+          model_->flow->sample(rows, context, rng).to(core::Device::cpu).to(DType::f64);
       const std::vector<bool> in_support = prior_->in_support(draws);
       const double* src = draws.data<double>();
       for (std::int64_t i = 0; i < rows; ++i) {
@@ -263,10 +272,12 @@ class NpeEstimator : public Estimator {
           "npe: embedding.hidden is set but embedding.features is 0 (no "
           "embedding); set embedding.features > 0");
     model_->dtype = npe_flow_dtype(options_);
+    model_->device = options_.device;
   }
 
   // Adopts a flow built by build_npe_flow for the same options (and trained elsewhere).
   void adopt(std::unique_ptr<flows::ConditionalFlow> flow) {
+    flow->to(model_->device);
     model_->flow = std::move(flow);
     ++model_->version;
   }

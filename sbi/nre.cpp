@@ -74,6 +74,7 @@ class RatioClassifier final : public nn::Module, public PotentialNetwork {
                              theta_dim + x_features, /*out=*/1, options.classifier_hidden,
                              /*context_features=*/0, options.classifier_blocks,
                              nn::Activation::relu, /*dropout=*/0.0, rng));
+    for (auto& [name, tensor] : buffers()) register_buffer(name, *tensor);
   }
 
   std::int64_t theta_dim() const override { return theta_dim_; }
@@ -174,8 +175,11 @@ class NreEstimator final : public Estimator {
  private:
   std::shared_ptr<RatioClassifier> build(std::optional<nn::Standardizer> theta_z,
                                          std::optional<nn::Standardizer> x_z) const {
-    return std::make_shared<RatioClassifier>(theta_dim(), x_dim_, options_, std::move(theta_z),
-                                             std::move(x_z));
+    // Built on the host (the same initial weights on every device), then moved.
+    auto classifier = std::make_shared<RatioClassifier>(theta_dim(), x_dim_, options_,
+                                                        std::move(theta_z), std::move(x_z));
+    classifier->to(options_.device);
+    return classifier;
   }
 
   // The Philox stream of this call's atoms (see the top of the file).
@@ -230,7 +234,7 @@ class NreEstimator final : public Estimator {
       if (ad::recording())
         throw core::ValueError(core::str(name(options_.method), ": expected training batches "
                                          "of at least 2 rows to contrast, got ", batch));
-      return ad::Var(Tensor::zeros({batch}, theta.dtype()));
+      return ad::Var(Tensor::zeros({batch}, theta.dtype(), theta.device()));
     }
     const auto column = [batch](const ad::Var& l, std::int64_t k) {
       return ad::reshape(ad::slice(l, 1, k, k + 1), {batch});
@@ -253,7 +257,8 @@ class NreEstimator final : public Estimator {
         const ad::Var marginal =
             ad::slice(atom_logits(theta, x, classes + 1, rng), 1, 1, classes + 1);
         const ad::Var joint = atom_logits(theta, x, classes, rng);
-        const ad::Var log_k_column(Tensor::full({batch, 1}, log_classes, theta.dtype()));
+        const ad::Var log_k_column(
+            Tensor::full({batch, 1}, log_classes, theta.dtype(), theta.device()));
         const ad::Var log_p_marginal = ad::shift(
             -ad::logsumexp(ad::concat({marginal + log_gamma, log_k_column}, 1)), log_classes);
         const ad::Var log_p_joint =

@@ -20,12 +20,17 @@ constexpr std::int64_t kLogProbChunk = 8192;
 
 // log π(θ) = t(θ, x_o) + log p(θ) for one observation. Keeps its float32 input buffers (θ of the
 // rows inside the support, x_o repeated) between calls and grows them only when a larger batch
-// comes, so a chain step allocates nothing beyond the arena.
+// comes, so a chain step allocates nothing beyond the arena. With the network on a device, θ is
+// packed on the host and copied in with one transfer per call, x_o is copied once, and the
+// network's values (and θ-gradients) come back with one transfer each.
 class PotentialDensity final : public LogDensity {
  public:
   PotentialDensity(std::shared_ptr<const Prior> prior, std::shared_ptr<PotentialNetwork> network,
                    std::span<const double> x_o)
-      : prior_(std::move(prior)), network_(std::move(network)), x_o_(x_o.begin(), x_o.end()) {}
+      : prior_(std::move(prior)),
+        network_(std::move(network)),
+        x_o_(x_o.begin(), x_o.end()),
+        device_(network_->module().device()) {}
 
   std::int64_t dim() const override { return prior_->dim(); }
   bool has_gradient() const override { return prior_->has_log_prob_gradient(); }
@@ -35,7 +40,7 @@ class PotentialDensity final : public LogDensity {
     if (m == 0) return;
     ad::NoGrad no_grad;
     core::ArenaScope scope;
-    const ad::Var t = network_->term(theta_buffer_.rows(0, m), x_buffer_.rows(0, m));
+    const ad::Var t = network_->term(theta_input_.rows(0, m), x_input_.rows(0, m));
     add_term(t.value(), out);
   }
 
@@ -50,20 +55,21 @@ class PotentialDensity final : public LogDensity {
     // θ enters the tape as a parameter of its own: backward of Σ_i t(θ_i, x_o) leaves
     // ∂t(θ_i, x_o)/∂θ_i in row i of its gradient (rows do not interact).
     if (!theta_parameter_ || theta_parameter_->value().dim(0) != m)
-      theta_parameter_ = std::make_unique<ad::Parameter>(
-          "theta", Tensor::empty({m, dim()}, DType::f32));
-    theta_parameter_->value().copy_from(theta_buffer_.rows(0, m));
+      theta_parameter_ =
+          std::make_unique<ad::Parameter>("theta", Tensor::empty({m, dim()}, DType::f32, device_));
+    theta_parameter_->value().copy_from(theta_input_.rows(0, m));
     theta_parameter_->zero_grad();
     {
       ad::Tape tape;
-      const ad::Var t = network_->term(*theta_parameter_, x_buffer_.rows(0, m));
+      const ad::Var t = network_->term(*theta_parameter_, x_input_.rows(0, m));
       add_term(t.value(), out);
       tape.backward(ad::sum(t));
     }
     // The backward also filled the network's own parameter gradients; they are not wanted here
     // and would otherwise pile up across calls.
     network_->module().zero_grad();
-    const float* g = theta_parameter_->grad().data<float>();
+    const Tensor theta_grad = theta_parameter_->grad().to(core::Device::cpu);
+    const float* g = theta_grad.data<float>();
     double* dst = grad.data<double>();
     const std::int64_t d = dim();
     for (std::int64_t k = 0; k < m; ++k) {
@@ -112,6 +118,7 @@ class PotentialDensity final : public LogDensity {
       const double* src = values + inside_[static_cast<std::size_t>(k)] * d;
       for (std::int64_t j = 0; j < d; ++j) dst[k * d + j] = static_cast<float>(src[j]);
     }
+    if (device_ != core::Device::cpu) theta_input_.rows(0, m).copy_from(theta_buffer_.rows(0, m));
     return m;
   }
 
@@ -120,18 +127,24 @@ class PotentialDensity final : public LogDensity {
     const std::int64_t capacity = std::max<std::int64_t>(rows, 64);
     const auto x_dim = static_cast<std::int64_t>(x_o_.size());
     theta_buffer_ = Tensor::empty({capacity, dim()}, DType::f32);
-    x_buffer_ = Tensor::empty({capacity, x_dim}, DType::f32);
-    float* x = x_buffer_.data<float>();
+    Tensor x_host = Tensor::empty({capacity, x_dim}, DType::f32);
+    float* x = x_host.data<float>();
     for (std::int64_t i = 0; i < capacity; ++i)
       for (std::int64_t j = 0; j < x_dim; ++j)
         x[i * x_dim + j] = static_cast<float>(x_o_[static_cast<std::size_t>(j)]);
+    // On the CPU the inputs are the host buffers themselves.
+    theta_input_ = device_ == core::Device::cpu
+                       ? theta_buffer_
+                       : Tensor::empty({capacity, dim()}, DType::f32, device_);
+    x_input_ = x_host.to(device_);
   }
 
   // out[row] += t for the rows inside the support. A non-finite network value (an overflow far
   // out in the tails) counts as -inf, so that samplers reject the point instead of propagating
   // NaN.
-  void add_term(const Tensor& t, std::span<double> out) const {
-    const float* values = t.data<float>();
+  void add_term(const Tensor& term, std::span<double> out) const {
+    const Tensor host = term.to(core::Device::cpu);
+    const float* values = host.data<float>();
     for (std::size_t k = 0; k < inside_.size(); ++k) {
       const double v = values[k];
       double& o = out[static_cast<std::size_t>(inside_[k])];
@@ -143,7 +156,9 @@ class PotentialDensity final : public LogDensity {
   std::shared_ptr<PotentialNetwork> network_;
   std::vector<double> x_o_;
   mutable std::vector<std::int64_t> inside_;
-  mutable Tensor theta_buffer_, x_buffer_;  // [capacity, D], [capacity, X] float32
+  core::Device device_;                   // the network's
+  mutable Tensor theta_buffer_;           // [capacity, D] float32, host: θ packed
+  mutable Tensor theta_input_, x_input_;  // [capacity, D], [capacity, X] on the network's device
   mutable std::unique_ptr<ad::Parameter> theta_parameter_;
 };
 

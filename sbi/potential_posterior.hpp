@@ -19,6 +19,10 @@
 // parameter, the summed network term is differentiated, and the prior's analytic gradient is
 // added (Prior::log_prob_gradient_row).
 //
+// Devices: the chains stay on the host (sbi/mcmc.hpp); the network sits on its module's device
+// (EstimatorOptions::device) and is sent each evaluation's batch of chains: θ in and the values
+// (and gradients) out, one transfer each per call.
+//
 // Thread safety: one sample() / log_prob() at a time per posterior (the evaluation buffers, the
 // network's parameter gradients and last_sampling() are shared state).
 #include <cstdint>

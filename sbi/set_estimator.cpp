@@ -56,16 +56,23 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Wall time and peak tensor memory of one stage.
+// Wall time and peak tensor memory of one stage: the host's, plus the device's when the stage
+// runs on one.
 class StageMeter {
  public:
-  StageMeter() : start_(Clock::now()) { core::reset_peak_memory(core::Device::cpu); }
+  explicit StageMeter(core::Device device) : start_(Clock::now()), device_(device) {
+    core::reset_peak_memory(core::Device::cpu);
+    if (device_ != core::Device::cpu) core::reset_peak_memory(device_);
+  }
   SetStageCost done() const {
-    return {seconds_since(start_), core::memory_stats(core::Device::cpu).peak_bytes};
+    std::int64_t peak = core::memory_stats(core::Device::cpu).peak_bytes;
+    if (device_ != core::Device::cpu) peak += core::memory_stats(device_).peak_bytes;
+    return {seconds_since(start_), peak};
   }
 
  private:
   Clock::time_point start_;
+  core::Device device_;
 };
 
 // The parameters of n sets (all of them, targets first) and their sizes: uniform in
@@ -152,8 +159,10 @@ class JointModel : public nn::Module {
     const std::int64_t k = padded.dim(1) / x;
     lengths_.resize(static_cast<std::size_t>(b));
     bool full = true;
+    const Tensor host_sizes = sizes.to(core::Device::cpu);  // one copy off a device
+    const float* n = host_sizes.data<float>();
     for (std::int64_t i = 0; i < b; ++i) {
-      lengths_[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(sizes.at(i));
+      lengths_[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(n[i]);
       full = full && lengths_[static_cast<std::size_t>(i)] == k;
     }
     Var features;
@@ -325,6 +334,8 @@ SetEstimator::SetEstimator(std::shared_ptr<const SetTask> task, SetEstimatorOpti
     : task_(std::move(task)), options_(std::move(options)) {
   if (!task_) throw core::ValueError("set estimator: expected a task, got null");
   check_set_options(*task_, options_);
+  detail::check_device("set estimator (SetEstimatorOptions::device)", options_.device);
+  options_.head.device = options_.device;
 }
 
 SetEstimator::~SetEstimator() = default;
@@ -342,7 +353,10 @@ std::unique_ptr<nn::DeepSet> SetEstimator::make_encoder() const {
                                : static_cast<std::int64_t>(std::lround(std::sqrt(static_cast<double>(x))));
     phi = std::make_unique<nn::ConvEncoder>(h, x / h, e.channels, e.features, init);
   }
-  return std::make_unique<nn::DeepSet>(std::move(phi), x, e.features);
+  // Built on the host (the same initial weights on every device), then moved.
+  auto encoder = std::make_unique<nn::DeepSet>(std::move(phi), x, e.features);
+  encoder->to(options_.device);
+  return encoder;
 }
 
 SetTrainReport SetEstimator::train() {
@@ -352,7 +366,7 @@ SetTrainReport SetEstimator::train() {
   SetTrainReport report;
 
   // Stage 1 (or the whole end-to-end training): sets small (pairs) or at the deployment sizes.
-  StageMeter simulate_meter;
+  StageMeter simulate_meter(o.device);
   const std::int64_t lo = pairs ? 1 : o.min_set_size;
   const std::int64_t hi = pairs ? o.encoder_max_set_size : o.max_set_size;
   const SetDraws draws =
@@ -366,7 +380,7 @@ SetTrainReport SetEstimator::train() {
   }
   report.simulate_encoder_sets = simulate_meter.done();
 
-  StageMeter encoder_meter;
+  StageMeter encoder_meter(o.device);
   std::unique_ptr<nn::DeepSet> deepset = make_encoder();
   const std::int64_t features = deepset->output_features();
   auto joint = std::make_shared<JointModel>(
@@ -386,7 +400,7 @@ SetTrainReport SetEstimator::train() {
   }
 
   // Stage 2: the frozen encoder aggregates sets at the deployment sizes, streaming.
-  StageMeter aggregate_meter;
+  StageMeter aggregate_meter(o.device);
   const SetDraws deployment =
       draw_sets(*task_, o.head_simulations, o.min_set_size, o.max_set_size, true, o.seed, kHeadStage);
   for (std::int64_t size : deployment.sizes) report.head_elements += size;
@@ -404,7 +418,7 @@ SetTrainReport SetEstimator::train() {
 
   // Stage 3: the head alone, an ordinary NPE over the aggregated features: a fresh flow, or
   // stage 1's weights fine-tuned.
-  StageMeter head_meter;
+  StageMeter head_meter(o.device);
   const Tensor deployment_targets = target_columns(deployment.theta, targets);
   std::unique_ptr<flows::ConditionalFlow> trained_head;
   if (o.fine_tune_head) {
@@ -531,7 +545,8 @@ SetEstimatorOptions load_set_estimator_options(const std::filesystem::path& path
 }
 
 std::shared_ptr<SetPosterior> load_set_posterior(const std::filesystem::path& path,
-                                                 std::shared_ptr<const SetTask> task) {
+                                                 std::shared_ptr<const SetTask> task,
+                                                 core::Device device) {
   if (!task) throw core::ValueError("load_set_posterior: expected a task, got null");
   const nn::Checkpoint checkpoint = nn::load_checkpoint(path);
   const std::string source = path.string();
@@ -549,6 +564,7 @@ std::shared_ptr<SetPosterior> load_set_posterior(const std::filesystem::path& pa
       throw core::IoError(str(source, ": field '", field, "' is ", stored, " but task ",
                               task->name(), " has ", expected));
   }
+  options.device = device;
   SetEstimator estimator(task, options);
   std::shared_ptr<nn::DeepSet> encoder = estimator.make_encoder();
   nn::restore_module(checkpoint, "encoder", *encoder);
@@ -556,7 +572,7 @@ std::shared_ptr<SetPosterior> load_set_posterior(const std::filesystem::path& pa
   for (const auto& [tensor_name, value] : checkpoint.tensors)
     if (tensor_name.rfind("head/", 0) == 0) head.add(tensor_name.substr(5), value);
   std::shared_ptr<Estimator> head_estimator =
-      make_estimator(task->target_prior(), encoder->output_features(), options.head);
+      make_estimator(task->target_prior(), encoder->output_features(), estimator.options().head);
   head_estimator->restore_state(head);
   return std::make_shared<SetPosterior>(encoder, head_estimator->posterior(), options.aggregate,
                                         trained_sizes(options));

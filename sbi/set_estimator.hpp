@@ -74,9 +74,14 @@ struct SetEstimatorOptions {
   nn::TrainOptions encoder_train{};  // stage 1 / end-to-end training
   nn::AggregateOptions aggregate{};  // conv encoders: ~512 rows per chunk (im2col columns)
   std::uint64_t seed = 0;  // parameters, set sizes, simulations, encoder weights
+  // Where the encoder and the head train and evaluate (head.device is set to it): simulations
+  // stay on the host and are copied in once per training, stage 2 copies chunks in
+  // (nn::DeepSet::aggregate). Not stored in checkpoints. DeviceError at construction when absent.
+  core::Device device = core::Device::cpu;
 };
 
-// Wall time and peak tensor memory (the allocator's counters, every device) of each stage.
+// Wall time and peak tensor memory of each stage (the allocator's counters: the host's, plus the
+// device's when SetEstimatorOptions::device is one).
 struct SetStageCost {
   double seconds = 0;
   std::int64_t peak_bytes = 0;
@@ -142,7 +147,8 @@ class SetEstimator {
 
  private:
   friend std::shared_ptr<SetPosterior> load_set_posterior(const std::filesystem::path&,
-                                                          std::shared_ptr<const SetTask>);
+                                                          std::shared_ptr<const SetTask>,
+                                                          core::Device);
   std::unique_ptr<nn::DeepSet> make_encoder() const;
 
   std::shared_ptr<const SetTask> task_;
@@ -153,8 +159,10 @@ class SetEstimator {
 
 // The posterior of a file written by SetEstimator::save, for the task it was trained on (name and
 // dimensions checked). IoError naming the file and the field when missing, corrupt or mismatched.
+// The encoder and the head are put on `device`, whatever device they were saved from.
 std::shared_ptr<SetPosterior> load_set_posterior(const std::filesystem::path& path,
-                                                 std::shared_ptr<const SetTask> task);
+                                                 std::shared_ptr<const SetTask> task,
+                                                 core::Device device = core::Device::cpu);
 // The options stored in such a file; `task_name` receives the task it was trained on.
 SetEstimatorOptions load_set_estimator_options(const std::filesystem::path& path,
                                                std::string* task_name = nullptr);

@@ -162,6 +162,10 @@ void register_run_command(CLI::App& app) {
           std::cout << config_to_toml(config);
           return 0;
         }
+        // Before any simulation: a GPU job on a machine without one fails at once.
+        device_from_name(config.device,
+                         str("config '", o->config_path.empty() ? "(default)" : o->config_path,
+                             "': key 'compute.device'"));
         const json summary = run_job(config, o->config_path, o->common);
         if (o->common.json) {
           print_json(summary);

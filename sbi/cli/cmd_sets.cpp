@@ -172,6 +172,7 @@ TrainedSetModel train_set_model(const SetTrainJob& job, const SetTrainFlags& f,
   if (job.hidden > 0) options.head.nsf.hidden = job.hidden;
   if (job.transforms > 0) options.head.nsf.transforms = job.transforms;
   if (job.blocks > 0) options.head.nsf.blocks = job.blocks;
+  options.device = job.device;
 
   ensure_directory(job.out, "--out");
   sbi::SetEstimator estimator(task, options);
@@ -240,12 +241,13 @@ bool is_set_model(const std::string& dir) {
 }
 
 int run_set_sample(const std::string& model_dir, const std::string& observation_file,
-                   std::int64_t num_samples, const std::string& out, const CommonOptions& common) {
+                   std::int64_t num_samples, const std::string& out, core::Device device,
+                   const CommonOptions& common) {
   const std::filesystem::path model_path = std::filesystem::path(model_dir) / kModelFile;
   std::string task_name;
   sbi::load_set_estimator_options(model_path, &task_name);
   const auto task = set_task_from_option(task_name);
-  const auto posterior = sbi::load_set_posterior(model_path, task);
+  const auto posterior = sbi::load_set_posterior(model_path, task, device);
   if (observation_file.empty())
     throw ValueError(str("--observation FILE is required for the set model in ", model_dir,
                          " (a CSV with one row per set element)"));
@@ -339,7 +341,8 @@ json run_set_job(const RunConfig& config, const std::string& config_path,
                   .train = config.train,
                   .hidden = config.hidden.value_or(0),
                   .transforms = config.transforms.value_or(0),
-                  .blocks = config.blocks.value_or(0)};
+                  .blocks = config.blocks.value_or(0),
+                  .device = config.device == "cuda" ? core::Device::cuda : core::Device::cpu};
   const TrainedSetModel trained =
       train_set_model(job, config.set, config.seed, progress_mode(common));
   const sbi::SetTask& task = *trained.task;

@@ -131,7 +131,7 @@ TrainedModel train_model(const RunConfig& config, const sbi::Task& task,
   return trained;
 }
 
-LoadedModel load_model(const std::filesystem::path& dir) {
+LoadedModel load_model(const std::filesystem::path& dir, core::Device device) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec))
     throw IoError(str("--model '", dir.string(), "': no such folder (expected the --out folder "
@@ -143,7 +143,7 @@ LoadedModel load_model(const std::filesystem::path& dir) {
   LoadedModel model;
   model.config = read_config((dir / kConfigFile).string());
   model.task = sbi::make_task(model.config.task);
-  model.posterior = sbi::load_posterior(dir / kModelFile, model.task->shared_prior());
+  model.posterior = sbi::load_posterior(dir / kModelFile, model.task->shared_prior(), device);
   if (model.posterior->x_dim() != model.task->x_dim())
     throw IoError(str((dir / kModelFile).string(), ": x_dim ", model.posterior->x_dim(),
                       " does not match task ", model.config.task, " (", model.task->x_dim(),
@@ -221,7 +221,8 @@ void register_train(CLI::App& app) {
                                 .train = o->config.train,
                                 .hidden = o->hidden,
                                 .transforms = o->transforms,
-                                .blocks = o->blocks},
+                                .blocks = o->blocks,
+                                .device = device_from_name(o->config.device)},
                                o->sets, o->common);
         }
         RunConfig config = o->config;
@@ -313,6 +314,7 @@ void register_train(CLI::App& app) {
       ->capture_default_str()
       ->check(at_least(1));
   cmd->add_option("--out", o->out, "output folder DIR")->required();
+  add_device_option(*cmd, c.device);
   add_set_train_options(*cmd, o->sets);
   add_common_options(*cmd, o->common);
 }
@@ -323,6 +325,7 @@ void register_sample(CLI::App& app) {
     std::string model, out;
     ObservationSource observation;
     std::int64_t num_samples = 10'000;
+    std::string device = "cpu";
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = register_command(
@@ -334,9 +337,11 @@ void register_sample(CLI::App& app) {
       "samples.csv",
       [o] {
         apply_threads(o->common);
+        const core::Device device = device_from_name(o->device);
         if (is_set_model(o->model))
-          return run_set_sample(o->model, o->observation.file, o->num_samples, o->out, o->common);
-        const LoadedModel model = load_model(o->model);
+          return run_set_sample(o->model, o->observation.file, o->num_samples, o->out, device,
+                                o->common);
+        const LoadedModel model = load_model(o->model, device);
         ObservationSource source = o->observation;
         if (source.file.empty() && source.index == 0) {
           source.file = model.config.observation_file;
@@ -364,6 +369,7 @@ void register_sample(CLI::App& app) {
       ->capture_default_str()
       ->check(at_least(1));
   cmd->add_option("--out", o->out, "output CSV (columns parameter_1 …)")->required();
+  add_device_option(*cmd, o->device);
   add_common_options(*cmd, o->common);
 }
 

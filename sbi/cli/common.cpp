@@ -11,8 +11,10 @@
 #include <iostream>
 #include <system_error>
 
+#include "core/backend.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "nn/module.hpp"
 #include "sbi/csv.hpp"
 #include "sbi/task.hpp"
 
@@ -54,6 +56,32 @@ CLI::Validator greater_than(double bound) {
         return {};
       },
       str("NUMBER>", bound));
+}
+
+namespace {
+// Why `name` is not a usable device ("" when it is).
+std::string device_problem(const std::string& name) {
+  if (name == "cpu") return "";
+  if (name != "cuda") return str("expected cpu or cuda, got '", name, "'");
+  if (core::device_available(core::Device::cuda)) return "";
+  return str("cuda was requested but no CUDA device is available (",
+             nn::device_unavailable_reason(core::Device::cuda), "); use --device cpu");
+}
+}  // namespace
+
+void add_device_option(CLI::App& command, std::string& device) {
+  command.add_option("--device", device, "where the network trains and samples: cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::Validator([](std::string& value) { return device_problem(value); }, "cpu|cuda"));
+}
+
+core::Device device_from_name(const std::string& name, const std::string& flag) {
+  const std::string problem = device_problem(name);
+  if (!problem.empty()) {
+    if (name != "cpu" && name != "cuda") throw core::ValueError(str(flag, ": ", problem));
+    throw core::DeviceError(str(flag, ": ", problem));
+  }
+  return name == "cuda" ? core::Device::cuda : core::Device::cpu;
 }
 
 void apply_threads(const CommonOptions& options) {

@@ -35,6 +35,13 @@ void add_common_options(CLI::App& command, CommonOptions& options);
 // where CLI11's own range check would print the type's whole range).
 CLI::Validator at_least(double min);
 CLI::Validator greater_than(double bound);
+// --device cpu|cuda (train, sample): where the network trains and evaluates. Checked while the
+// command line is parsed: cuda without a usable GPU is a usage error (exit code 2) naming the flag
+// and the reason.
+void add_device_option(CLI::App& command, std::string& device);
+// "cpu" or "cuda" → the device; ValueError naming `flag` (a flag or a config key) for anything
+// else, DeviceError naming it when the device is absent.
+core::Device device_from_name(const std::string& name, const std::string& flag = "--device");
 // Sets the OpenMP thread count when --threads was given.
 void apply_threads(const CommonOptions& options);
 nn::ProgressMode progress_mode(const CommonOptions& options);
@@ -52,6 +59,7 @@ CLI::App* register_command(CLI::App& app, const std::string& name, const std::st
 void register_data_commands(CLI::App& app);   // tasks, simulate, c2st, mmd, plot
 void register_train_commands(CLI::App& app);  // train, sample, reference
 void register_run_command(CLI::App& app);     // run
+void register_sbc_command(CLI::App& app);     // sbc
 
 // Column names "<prefix>_1", …, "<prefix>_n" (sbibm's "parameter_k" for θ, "data_k" for x).
 std::vector<std::string> column_names(const std::string& prefix, std::int64_t n);

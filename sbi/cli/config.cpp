@@ -39,6 +39,7 @@ const std::vector<SectionKeys>& known_keys() {
        {"training", "set_size", "encoder", "encoder_hidden", "encoder_channels",
         "embedding_features", "encoder_set_size", "head_simulations", "fine_tune_head",
         "observation_size"}},
+      {"compute", {"device"}},
   };
   return keys;
 }
@@ -260,6 +261,7 @@ RunConfig read_config(const std::string& path) {
     s.read("fine_tune_head", c.set.fine_tune_head);
     s.read("observation_size", c.observation_size);
   }
+  section("compute").read("device", c.device);
   validate(c, file);
   return c;
 }
@@ -319,6 +321,7 @@ std::string config_to_toml(const RunConfig& c) {
                    {"chains", c.chains},
                    {"warmup", c.warmup}}},
       {"output", toml::table{{"dir", c.dir}, {"plot", c.plot}, {"c2st", c.c2st}}},
+      {"compute", toml::table{{"device", c.device}}},
   };
   std::vector<std::pair<const char*, toml::table>> all_sections = sections;
   if (is_set_task(c.task)) {
@@ -435,6 +438,10 @@ void validate(const RunConfig& c, const std::string& source) {
   check(c.chains >= 1, "sampling.chains", "expected >= 1, got ", c.chains);
   check(c.warmup >= 0, "sampling.warmup", "expected >= 0, got ", c.warmup);
   check(!c.dir.empty(), "output.dir", "expected a folder name");
+  // Whether the device is present is checked when the job starts, not here: a model folder's
+  // config names the device it was trained on and must stay readable on any machine.
+  check(c.device == "cpu" || c.device == "cuda", "compute.device",
+        "expected \"cpu\" or \"cuda\", got \"", c.device, "\"");
 }
 
 sbi::EstimatorOptions estimator_options(const RunConfig& c) {
@@ -461,6 +468,7 @@ sbi::EstimatorOptions estimator_options(const RunConfig& c) {
   o.mcmc.chains = c.chains;
   o.mcmc.warmup = c.warmup;
   o.mcmc.seed = c.seed;
+  o.device = c.device == "cuda" ? core::Device::cuda : core::Device::cpu;
   return o;
 }
 

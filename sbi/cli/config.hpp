@@ -13,6 +13,7 @@
 //   [set]         set tasks only: training (pairs | end_to_end), set_size (N or "MIN:MAX"),
 //                 encoder (mlp | conv), encoder_hidden, encoder_channels, embedding_features,
 //                 encoder_set_size, head_simulations, fine_tune_head, observation_size
+//   [compute]     device (cpu | cuda: where the network trains and samples)
 //
 // Training defaults are the library's (sbi's); unknown sections and keys are errors naming the
 // file and the key.
@@ -57,6 +58,8 @@ struct RunConfig {
   // [set]: the DeepSet pipeline of a set task (set_encoder is always "deepset" there).
   SetTrainFlags set{.set_encoder = "deepset", .set_size = "100"};
   std::int64_t observation_size = 0;  // elements of observation k; 0: the largest set size
+  // [compute]
+  std::string device = "cpu";
 };
 
 // Reads a TOML config; IoError naming the file (and line) for bad TOML, unknown keys or values

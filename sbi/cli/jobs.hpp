@@ -31,14 +31,15 @@ TrainedModel train_model(const RunConfig& config, const sbi::Task& task,
                          std::span<const double> x_o, const std::filesystem::path& dir,
                          nn::ProgressMode progress);
 
-// The config and posterior of a folder written by train_model. IoError naming the folder or the
-// file that is missing or corrupt.
+// The config and posterior of a folder written by train_model, the posterior's network on
+// `device` (whatever device trained it). IoError naming the folder or the file that is missing or
+// corrupt.
 struct LoadedModel {
   RunConfig config;
   std::unique_ptr<sbi::Task> task;
   std::shared_ptr<sbi::Posterior> posterior;
 };
-LoadedModel load_model(const std::filesystem::path& dir);
+LoadedModel load_model(const std::filesystem::path& dir, core::Device device = core::Device::cpu);
 
 // n posterior draws at x_o written to `out` (columns parameter_k); the summary has the rate and,
 // for MCMC posteriors, R-hat and ESS per dimension.

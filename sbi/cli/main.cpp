@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   asbi::cli::register_data_commands(app);
   asbi::cli::register_train_commands(app);
   asbi::cli::register_run_command(app);
+  asbi::cli::register_sbc_command(app);
 
   const std::string prefix = subcommand_name(argc, argv);
   try {

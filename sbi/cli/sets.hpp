@@ -47,6 +47,7 @@ struct SetTrainJob {
   nn::TrainOptions train{};
   std::int64_t hidden = 0;  // head network width (0: the library's)
   int transforms = 0, blocks = 0;
+  core::Device device = core::Device::cpu;  // --device
 };
 // Trains as the flags say and writes model.asbi, config.json and training_log.csv into job.out.
 struct TrainedSetModel {
@@ -67,7 +68,8 @@ json run_set_job(const RunConfig& config, const std::string& config_path,
 // True when DIR/model.asbi was written by a set estimator.
 bool is_set_model(const std::string& dir);
 int run_set_sample(const std::string& model_dir, const std::string& observation_file,
-                   std::int64_t num_samples, const std::string& out, const CommonOptions& common);
+                   std::int64_t num_samples, const std::string& out, core::Device device,
+                   const CommonOptions& common);
 // Reference samples of a set task's target for an observed set (analytic or MCMC).
 int run_set_reference(const std::string& task, const std::string& observation_file,
                       std::int64_t num_samples, const std::string& out,

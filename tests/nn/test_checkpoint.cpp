@@ -501,5 +501,39 @@ TEST_F(CheckpointTest, CudaTensorsAreSavedFromTheHostCopy) {
   EXPECT_EQ(gpu_layer.weight().value().to_vector(), std::vector<double>(6, 0.5));
 }
 
+// A module trained on the GPU is saved from there and restored into a CPU module with the same
+// bits; a CPU checkpoint restores into a module on the GPU, which stays there.
+TEST_F(CheckpointTest, ModulesMoveBetweenDevicesThroughACheckpoint) {
+  if (!core::device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  core::Rng rng(6);
+  Mlp gpu(3, {8}, 2, rng);
+  gpu.to(Device::cuda);
+  Checkpoint saved;
+  add_module(saved, "model", gpu);
+  save_checkpoint(path("gpu.ckpt"), saved);
+  core::Rng other(7);
+  Mlp cpu(3, {8}, 2, other);
+  restore_module(load_checkpoint(path("gpu.ckpt")), "model", cpu);
+  EXPECT_EQ(cpu.device(), Device::cpu);
+  const std::vector<NamedParameter> a = gpu.parameters(), b = cpu.parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(same_bits(a[i].parameter->value().to(Device::cpu), b[i].parameter->value()))
+        << a[i].name;
+
+  Checkpoint host;
+  add_module(host, "model", cpu);
+  save_checkpoint(path("cpu.ckpt"), host);
+  core::Rng third(8);
+  Mlp back(3, {8}, 2, third);
+  back.to(Device::cuda);
+  restore_module(load_checkpoint(path("cpu.ckpt")), "model", back);
+  EXPECT_EQ(back.device(), Device::cuda);
+  const std::vector<NamedParameter> c = back.parameters();
+  for (std::size_t i = 0; i < c.size(); ++i)
+    EXPECT_TRUE(same_bits(c[i].parameter->value().to(Device::cpu), b[i].parameter->value()))
+        << c[i].name;
+}
+
 }  // namespace
 }  // namespace asbi::nn

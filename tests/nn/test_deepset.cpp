@@ -15,6 +15,7 @@
 #include "autodiff/gradcheck.hpp"
 #include "autodiff/ops.hpp"
 #include "autodiff/tape.hpp"
+#include "core/backend.hpp"
 #include "nn/conv.hpp"
 #include "nn/deepset.hpp"
 #include "test_util.hpp"
@@ -329,6 +330,39 @@ std::int64_t aggregate_peak_bytes(std::int64_t n, int threads, std::int64_t base
                  .to_vector();
   omp_set_num_threads(previous_threads);
   return core::memory_stats().peak_bytes - baseline;
+}
+
+// The encoder on the GPU (the same weights): chunks of few sets (summed on the device) and of
+// many small sets (summed on the host after one copy back) both give the CPU's features up to
+// the encoder's rounding, and the device path is bit-identical for 1 and 4 filling threads.
+TEST(Aggregate, CudaEqualsCpu) {
+  if (!core::device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  std::vector<std::int64_t> small;
+  for (int s = 0; s < 200; ++s) small.push_back(1 + (s * 5) % 9);
+  struct Case {
+    const std::vector<std::int64_t>* sizes;
+    std::int64_t chunk;
+  };
+  for (DType dtype : {DType::f64, DType::f32}) {
+    for (const Case& c : {Case{&mixed_sizes, 16}, Case{&small, 64}, Case{&mixed_sizes, 4096}}) {
+      auto cpu = mlp_deepset(2, 4, 21, dtype, Activation::relu);
+      auto gpu = mlp_deepset(2, 4, 21, dtype, Activation::relu);
+      gpu->to(Device::cuda);
+      AggregateOptions options;
+      options.chunk_elements = c.chunk;
+      const Tensor expected = cpu->aggregate(*c.sizes, generated(2), options);
+      const int threads = omp_get_max_threads();
+      omp_set_num_threads(1);
+      const Tensor one = gpu->aggregate(*c.sizes, generated(2), options);
+      omp_set_num_threads(4);
+      const Tensor four = gpu->aggregate(*c.sizes, generated(2), options);
+      omp_set_num_threads(threads);
+      EXPECT_EQ(one.device(), Device::cpu);
+      EXPECT_EQ(one.shape(), expected.shape());
+      EXPECT_EQ(one.to_vector(), four.to_vector()) << "chunk " << c.chunk;
+      expect_close(one.to_vector(), expected.to_vector(), dtype == DType::f64 ? 1e-6 : 1e-5);
+    }
+  }
 }
 
 TEST(Aggregate, MemoryDoesNotGrowWithTheSetSize) {

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/backend.hpp"
 #include "sbi/csv.hpp"
 
 namespace {
@@ -116,7 +118,7 @@ class CliTest : public ::testing::Test {
 
 TEST_F(CliTest, EverySubcommandHelpShowsAnExample) {
   for (const std::string sub :
-       {"tasks", "simulate", "train", "sample", "reference", "c2st", "mmd", "plot", "run"}) {
+       {"tasks", "simulate", "train", "sample", "reference", "c2st", "mmd", "plot", "run", "sbc"}) {
     const CliResult r = run(sub + " --help");
     EXPECT_EQ(r.code, 0) << sub << ": " << r.err;
     EXPECT_NE(r.out.find("Example:\n  asbi " + sub), std::string::npos) << sub << ":\n" << r.out;
@@ -261,6 +263,36 @@ TEST_F(CliTest, RunsASmallJobFromAConfig) {
   EXPECT_TRUE(summary["c2st"].is_null());  // not an sbibm observation: no reference
   EXPECT_TRUE(fs::is_regular_file(path("job") / "samples.csv"));
   EXPECT_TRUE(fs::is_regular_file(path("job") / "summary.json"));
+}
+
+TEST_F(CliTest, SbcWritesRanksAndUniformityTests) {
+  trained_model();
+  const CliResult r =
+      run("sbc --model model --datasets 40 --posterior-samples 19 --seed 3 --out ranks.csv --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json summary = json::parse(r.out);
+  EXPECT_EQ(summary["datasets"], 40);
+  EXPECT_EQ(summary["posterior_samples"], 19);
+  ASSERT_EQ(summary["ks_pvalue"].size(), 2u);
+  for (const json& p : summary["ks_pvalue"]) {
+    EXPECT_GE(p.get<double>(), 0.0);
+    EXPECT_LE(p.get<double>(), 1.0);
+  }
+  EXPECT_FALSE(summary["max_coverage_gap"].is_null());
+  std::vector<std::string> header;
+  const auto rows = asbi::sbi::read_csv(path("ranks.csv").string(), asbi::core::DType::f64, &header);
+  EXPECT_EQ(header, (std::vector<std::string>{"parameter_1", "parameter_2", "rank_1", "rank_2",
+                                              "hpd_rank", "credibility"}));
+  ASSERT_EQ(rows.dim(0), 40);
+  for (std::int64_t i = 0; i < 40; ++i)
+    for (std::int64_t j = 2; j < 5; ++j) {
+      const double rank = rows.data<double>()[i * 6 + j];
+      EXPECT_TRUE(rank >= 0 && rank <= 19 && rank == std::floor(rank)) << rank;
+    }
+  // Same seed, same ranks.
+  ASSERT_EQ(run("sbc --model model --datasets 40 --posterior-samples 19 --seed 3 --out again.csv").code, 0);
+  EXPECT_EQ(read_file(path("ranks.csv")), read_file(path("again.csv")));
+  expect_one_line_error(run("sbc --model nowhere --datasets 5"), "sbc", {"nowhere"});
 }
 
 TEST_F(CliTest, RunsASetTaskJobFromAConfig) {
@@ -411,6 +443,70 @@ TEST_F(CliTest, UsageErrorsExitWithTwo) {
   expect_one_line_error(run("train --task two_moons --method npe --simulations 100 --flow xyz "
                             "--out m"),
                         "train", {"--flow"}, 2);
+}
+
+// --device: checked while parsing, so a GPU job on a machine without one fails at once (exit 2,
+// nothing written); config key compute.device likewise before any simulation.
+TEST_F(CliTest, DeviceFlagAndConfigKeyAreChecked) {
+  expect_one_line_error(run("train --task two_moons --method npe --simulations 100 --device tpu "
+                            "--out m"),
+                        "train", {"--device", "tpu"}, 2);
+  expect_one_line_error(run("sample --model m --device tpu --out s.csv"), "sample",
+                        {"--device", "tpu"}, 2);
+  file("bad.toml", "[compute]\ndevice = \"tpu\"\n");
+  expect_one_line_error(run("run bad.toml"), "run", {"bad.toml", "compute.device", "tpu"});
+  if (asbi::core::device_available(asbi::core::Device::cuda)) return;  // the rest needs no GPU
+  expect_one_line_error(run("train --task two_moons --method npe --simulations 100 --device cuda "
+                            "--out m"),
+                        "train", {"--device", "cuda", "--device cpu"}, 2);
+  EXPECT_FALSE(fs::exists(path("m")));
+  expect_one_line_error(run("sample --model m --device cuda --out s.csv"), "sample",
+                        {"--device", "cuda"}, 2);
+  file("gpu.toml", "[output]\ndir = \"job\"\n[compute]\ndevice = \"cuda\"\n");
+  expect_one_line_error(run("run gpu.toml"), "run", {"gpu.toml", "compute.device", "cuda"});
+  EXPECT_FALSE(fs::exists(path("job")));
+}
+
+TEST_F(CliTest, ConfigRecordsTheDevice) {
+  const CliResult r = run("run --print-default-config");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("[compute]\ndevice = 'cpu'"), std::string::npos) << r.out;
+}
+
+// With a GPU: a model trained with --device cuda samples on either device. The draws start from
+// the same noise, but a draw near the prior's edge may be kept on one device and rejected on the
+// other, shifting the rows after it: the columns' means and spreads are compared.
+TEST_F(CliTest, TrainAndSampleOnCuda) {
+  if (!asbi::core::device_available(asbi::core::Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  const CliResult t =
+      run("train --task two_moons --method npe --simulations 500 --max-epochs 3 --transforms 1 "
+          "--hidden 16 --seed 2 --progress none --device cuda --out model --json");
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_NE(read_file(path("model") / "config.toml").find("device = 'cuda'"), std::string::npos);
+  file("x.csv", "data_1,data_2\n-0.6396706,0.16234657\n");
+  for (const char* device : {"cuda", "cpu"}) {
+    const CliResult r = run(std::string("sample --model model --observation x.csv --num-samples "
+                                        "300 --device ") +
+                            device + " --out " + device + ".csv");
+    ASSERT_EQ(r.code, 0) << device << ": " << r.err;
+  }
+  const auto a = asbi::sbi::read_csv(path("cuda.csv").string());
+  const auto b = asbi::sbi::read_csv(path("cpu.csv").string());
+  ASSERT_EQ(a.shape(), b.shape());
+  const std::vector<double> av = a.to_vector(), bv = b.to_vector();
+  for (std::size_t j = 0; j < 2; ++j) {
+    double mean_a = 0, mean_b = 0, var_a = 0, var_b = 0;
+    for (std::size_t i = j; i < av.size(); i += 2) {
+      mean_a += av[i] / 300;
+      mean_b += bv[i] / 300;
+    }
+    for (std::size_t i = j; i < av.size(); i += 2) {
+      var_a += (av[i] - mean_a) * (av[i] - mean_a) / 299;
+      var_b += (bv[i] - mean_b) * (bv[i] - mean_b) / 299;
+    }
+    EXPECT_NEAR(mean_a, mean_b, 0.02) << "column " << j + 1;
+    EXPECT_NEAR(std::sqrt(var_a), std::sqrt(var_b), 0.05 * std::sqrt(var_b)) << "column " << j + 1;
+  }
 }
 
 TEST_F(CliTest, MissingReferenceObservationIsNamed) {

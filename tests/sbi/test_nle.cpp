@@ -2,13 +2,14 @@
 // true one, MCMC posteriors against the analytic posterior, the potential's gradient, saving and
 // loading, errors and reproducibility.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <limits>
 #include <memory>
-#include <unistd.h>
 
+#include "core/backend.hpp"
 #include "core/error.hpp"
 #include "core/memory.hpp"
 #include "gaussian_model.hpp"
@@ -184,6 +185,71 @@ TEST_F(Nle, SaveAndLoadGiveIdenticalLogProbAndSamples) {
   const gm::Data points = gm::simulate(64, /*seed=*/12);
   EXPECT_EQ(loaded->log_prob(points.theta, x_o), posterior->log_prob(points.theta, x_o));
   EXPECT_EQ(loaded->sample(200, x_o, 3).to_vector(), posterior->sample(200, x_o, 3).to_vector());
+}
+
+// --- devices ----------------------------------------------------------------------------------
+
+// The potential with the same weights on each device: values and θ-gradients agree to float32
+// rounding; MCMC (chains on the host, the network on the GPU) recovers the analytic posterior.
+TEST_F(Nle, CudaPotentialMatchesTheCpuForTheSameWeights) {
+  if (!core::device_available(core::Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  const std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                     ("asbi_nle_cuda_" + std::to_string(::getpid()) + ".asbi");
+  estimator_->save(path);
+  const auto cpu = std::dynamic_pointer_cast<PotentialPosterior>(
+      load_posterior(path, estimator_->shared_prior(), core::Device::cpu));
+  const auto gpu = std::dynamic_pointer_cast<PotentialPosterior>(
+      load_posterior(path, estimator_->shared_prior(), core::Device::cuda));
+  std::filesystem::remove(path);
+  ASSERT_TRUE(cpu && gpu);
+  const std::vector<double> x_o = {1.0, -0.5};
+  const Tensor theta = gm::simulate(50, /*seed=*/13).theta.to(DType::f64);
+  std::vector<double> v_cpu(50), v_gpu(50);
+  Tensor g_cpu = Tensor::empty({50, 2}, DType::f64), g_gpu = Tensor::empty({50, 2}, DType::f64);
+  cpu->potential(x_o)->evaluate_with_gradient(theta, v_cpu, g_cpu);
+  gpu->potential(x_o)->evaluate_with_gradient(theta, v_gpu, g_gpu);
+  const std::vector<double> gc = g_cpu.to_vector(), gg = g_gpu.to_vector();
+  for (std::size_t i = 0; i < 50; ++i) {
+    ASSERT_NEAR(v_gpu[i], v_cpu[i], 1e-3 * (1 + std::abs(v_cpu[i]))) << "row " << i;
+    for (std::size_t d = 0; d < 2; ++d)
+      ASSERT_NEAR(gg[2 * i + d], gc[2 * i + d], 1e-3 * (1 + std::abs(gc[2 * i + d])))
+          << "row " << i << ", dim " << d;
+  }
+  const gm::Moments m = gm::moments(gpu->sample(1000, x_o, 4));
+  for (std::size_t d = 0; d < 2; ++d) {
+    EXPECT_NEAR(m.mean[d], gm::posterior_mean(x_o[d]), 0.15);
+    EXPECT_NEAR(m.std[d], gm::posterior_std(), 0.25 * gm::posterior_std());
+  }
+}
+
+// A few epochs from the same weights and data on each device: the losses follow each other.
+TEST(NleDevices, TrainingOnCudaFollowsTheCpu) {
+  if (!core::device_available(core::Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  const gm::Data data = gm::simulate(1000, /*seed=*/8);
+  std::vector<nn::TrainResult> runs;
+  for (core::Device device : {core::Device::cpu, core::Device::cuda}) {
+    EstimatorOptions o = nle_options();
+    o.train.max_epochs = 4;
+    o.device = device;
+    auto e = make_estimator(gm::prior(), gm::kDim, o);
+    e->append_simulations(data.theta, data.x);
+    runs.push_back(e->train());
+  }
+  ASSERT_EQ(runs[0].train_loss.size(), runs[1].train_loss.size());
+  for (std::size_t e = 0; e < runs[0].train_loss.size(); ++e) {
+    EXPECT_NEAR(runs[1].train_loss[e], runs[0].train_loss[e],
+                1e-3 * (1 + std::abs(runs[0].train_loss[e])));
+    EXPECT_NEAR(runs[1].validation_loss[e], runs[0].validation_loss[e],
+                1e-3 * (1 + std::abs(runs[0].validation_loss[e])));
+  }
+}
+
+TEST(NleDevices, AnAbsentDeviceIsRefusedAtConstruction) {
+  if (core::device_available(core::Device::cuda)) GTEST_SKIP() << "a CUDA device is present";
+  EstimatorOptions o = nle_options();
+  o.device = core::Device::cuda;
+  expect_error_naming<core::DeviceError>([&] { make_estimator(gm::prior(), gm::kDim, o); },
+                                         {"EstimatorOptions::device", "cuda"});
 }
 
 TEST(NleSupport, LogProbIsMinusInfinityOutsideThePriorSupportOnly) {

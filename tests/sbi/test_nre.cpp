@@ -2,13 +2,14 @@
 // logit against the true log ratio, MCMC posteriors against the analytic posterior, the
 // potential's gradient, saving and loading, errors and reproducibility.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <unistd.h>
 
+#include "core/backend.hpp"
 #include "core/error.hpp"
 #include "gaussian_model.hpp"
 #include "sbi/estimator.hpp"
@@ -160,11 +161,64 @@ TEST_P(Nre, SaveAndLoadGiveIdenticalLogProbAndSamples) {
   EXPECT_EQ(loaded->sample(200, x_o, 3).to_vector(), posterior->sample(200, x_o, 3).to_vector());
 }
 
+// The classifier with the same weights on each device: the potential and its θ-gradient agree to
+// float32 rounding; and a few epochs of training from the same start follow each other.
+TEST_P(Nre, CudaPotentialAndTrainingMatchTheCpu) {
+  if (!core::device_available(core::Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  const Estimator& estimator = trained(GetParam());
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() /
+      (std::string("asbi_cuda_") + name(GetParam()) + "_" + std::to_string(::getpid()) + ".asbi");
+  estimator.save(path);
+  const auto cpu = std::dynamic_pointer_cast<PotentialPosterior>(
+      load_posterior(path, estimator.shared_prior(), core::Device::cpu));
+  const auto gpu = std::dynamic_pointer_cast<PotentialPosterior>(
+      load_posterior(path, estimator.shared_prior(), core::Device::cuda));
+  std::filesystem::remove(path);
+  ASSERT_TRUE(cpu && gpu);
+  const std::vector<double> x_o = {-1.8, 1.2};
+  const Tensor theta = gm::simulate(50, /*seed=*/13).theta.to(DType::f64);
+  std::vector<double> v_cpu(50), v_gpu(50);
+  Tensor g_cpu = Tensor::empty({50, 2}, DType::f64), g_gpu = Tensor::empty({50, 2}, DType::f64);
+  cpu->potential(x_o)->evaluate_with_gradient(theta, v_cpu, g_cpu);
+  gpu->potential(x_o)->evaluate_with_gradient(theta, v_gpu, g_gpu);
+  const std::vector<double> gc = g_cpu.to_vector(), gg = g_gpu.to_vector();
+  for (std::size_t i = 0; i < 50; ++i) {
+    ASSERT_NEAR(v_gpu[i], v_cpu[i], 1e-3 * (1 + std::abs(v_cpu[i]))) << "row " << i;
+    for (std::size_t d = 0; d < 2; ++d)
+      ASSERT_NEAR(gg[2 * i + d], gc[2 * i + d], 1e-3 * (1 + std::abs(gc[2 * i + d])))
+          << "row " << i << ", dim " << d;
+  }
+
+  const gm::Data data = gm::simulate(1000, /*seed=*/8);
+  std::vector<nn::TrainResult> runs;
+  for (core::Device device : {core::Device::cpu, core::Device::cuda}) {
+    EstimatorOptions o = nre_options(GetParam());
+    o.train.max_epochs = 3;
+    o.device = device;
+    auto e = make_estimator(gm::prior(), gm::kDim, o);
+    e->append_simulations(data.theta, data.x);
+    runs.push_back(e->train());
+  }
+  for (std::size_t e = 0; e < runs[0].train_loss.size(); ++e)
+    EXPECT_NEAR(runs[1].validation_loss[e], runs[0].validation_loss[e],
+                1e-3 * (1 + std::abs(runs[0].validation_loss[e])))
+        << "epoch " << e + 1;
+}
+
 INSTANTIATE_TEST_SUITE_P(Nre, Nre,
                          ::testing::Values(Method::nre_a, Method::nre_b, Method::nre_c),
                          [](const ::testing::TestParamInfo<Method>& info) {
                            return std::string(name(info.param));
                          });
+
+TEST(NreErrors, AnAbsentDeviceIsRefusedAtConstruction) {
+  if (core::device_available(core::Device::cuda)) GTEST_SKIP() << "a CUDA device is present";
+  EstimatorOptions o = nre_options(Method::nre_c);
+  o.device = core::Device::cuda;
+  expect_error_naming<core::DeviceError>([&] { make_estimator(gm::prior(), gm::kDim, o); },
+                                         {"EstimatorOptions::device", "cuda"});
+}
 
 TEST(NreErrors, PosteriorBeforeTrainingBadObservationsAndOptions) {
   auto estimator = make_estimator(gm::prior(), gm::kDim, nre_options(Method::nre_b));

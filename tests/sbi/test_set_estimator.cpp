@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/backend.hpp"
 #include "core/error.hpp"
 #include "nn/checkpoint.hpp"
 #include "sbi/diagnostics.hpp"
@@ -145,6 +146,41 @@ TEST(SetEstimator, SaveLoadGivesIdenticalSamplesAndTheSameSeedTheSameModel) {
   expect_error_naming<core::IoError>(
       [&] { load_set_posterior(dir.path / "model.asbi", task("gaussian_nuisance")); },
       {"model.asbi", "task", "mixture_nuisance", "gaussian_nuisance"});
+}
+
+TEST(SetEstimator, AnAbsentDeviceIsRefused) {
+  if (core::device_available(core::Device::cuda)) GTEST_SKIP() << "a CUDA device is present";
+  SetEstimatorOptions o = tiny_options();
+  o.device = core::Device::cuda;
+  expect_error_naming<core::DeviceError>([&] { SetEstimator(task("mixture_nuisance"), o); },
+                                         {"SetEstimatorOptions::device", "cuda"});
+}
+
+// A CPU-trained set model loaded on the GPU: the streamed features (aggregate on the device) and
+// the head's draws agree with the CPU's to float32 rounding.
+TEST(SetEstimator, CudaPosteriorMatchesTheCpuForTheSameWeights) {
+  if (!core::device_available(core::Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  const auto t = task("mixture_nuisance");
+  TempDir dir;
+  SetEstimator estimator(t, tiny_options());
+  estimator.train();
+  estimator.save(dir.path / "model.asbi");
+  const auto cpu = load_set_posterior(dir.path / "model.asbi", t, core::Device::cpu);
+  const auto gpu = load_set_posterior(dir.path / "model.asbi", t, core::Device::cuda);
+  EXPECT_EQ(gpu->encoder().device(), core::Device::cuda);
+  const Tensor set = set_observation(*t, 1, 5000).set;  // more than one aggregation chunk
+  const std::vector<double> h_cpu = cpu->features(set), h_gpu = gpu->features(set);
+  ASSERT_EQ(h_cpu.size(), h_gpu.size());
+  for (std::size_t k = 0; k < h_cpu.size(); ++k)
+    EXPECT_NEAR(h_gpu[k], h_cpu[k], 1e-5 * (1 + std::abs(h_cpu[k]))) << "feature " << k;
+  const Tensor a = cpu->sample(500, set, 5), b = gpu->sample(500, set, 5);
+  const std::vector<double> av = a.to_vector(), bv = b.to_vector();
+  double mean_a = 0, mean_b = 0;
+  for (std::size_t i = 0; i < av.size(); ++i) {
+    mean_a += av[i] / static_cast<double>(av.size());
+    mean_b += bv[i] / static_cast<double>(bv.size());
+  }
+  EXPECT_NEAR(mean_a, mean_b, 0.02);
 }
 
 TEST(SetEstimator, FineTunedHeadAndEndToEndModelsSaveAndLoad) {
