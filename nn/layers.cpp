@@ -107,25 +107,16 @@ Dropout::Dropout(double p, std::uint64_t seed, std::uint64_t stream) : p_(p), rn
 // (a product with a constant mask, so ad::mul records the backward).
 Var Dropout::forward(const Var& x) const {
   if (!training() || p_ == 0.0) return x;
-  const std::int64_t n = x.numel();
   // One float32 uniform per element whatever x's dtype, so float32 and float64 inputs see the
-  // same mask. The block-aligned offset keeps successive masks disjoint.
-  Tensor u = Tensor::scratch(x.shape(), DType::f32, Device::cpu);
-  float* pu = u.data<float>();
-  core::fill_uniform(rng_.seed(), rng_.stream(), rng_.counter() * core::kFloatsPerBlock,
-                     std::span<float>(pu, static_cast<std::size_t>(n)));
-  rng_.skip((static_cast<std::uint64_t>(n) + core::kFloatsPerBlock - 1) / core::kFloatsPerBlock);
+  // same mask; drawn on x's device. The block-aligned offset keeps successive masks disjoint.
+  const std::int64_t n = x.numel();
   const double keep_scale = p_ < 1.0 ? 1.0 / (1.0 - p_) : 0.0;  // p = 1 drops everything
-  Tensor mask = u;
-  if (x.dtype() == DType::f32) {
-    const float scale = static_cast<float>(keep_scale), p = static_cast<float>(p_);
-    for (std::int64_t i = 0; i < n; ++i) pu[i] = pu[i] >= p ? scale : 0.0f;
-  } else {
-    mask = Tensor::scratch(x.shape(), DType::f64, Device::cpu);
-    double* pm = mask.data<double>();
-    for (std::int64_t i = 0; i < n; ++i) pm[i] = double(pu[i]) >= p_ ? keep_scale : 0.0;
-  }
-  return ad::mul(x, Var(mask.to(x.device())));
+  Tensor mask = Tensor::scratch(x.shape(), x.dtype(), x.device());
+  core::backend(x.device())
+      .dropout_mask(rng_.seed(), rng_.stream(), rng_.counter() * core::kFloatsPerBlock, p_,
+                    keep_scale, mask);
+  rng_.skip((static_cast<std::uint64_t>(n) + core::kFloatsPerBlock - 1) / core::kFloatsPerBlock);
+  return ad::mul(x, Var(mask));
 }
 
 Var Sequential::forward(const Var& x) const {

@@ -101,6 +101,15 @@ class CpuBackend final : public Backend {
                           const Tensor& dy, const Tensor& dlog_det, Tensor* dx, Tensor* dwidths,
                           Tensor* dheights, Tensor* dderivatives) override;
 
+  void adam_step(const AdamStep& step, std::span<const AdamTensors> parameters) override;
+
+  void random_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                      Tensor& y) override;
+  void random_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                     Tensor& y) override;
+  void dropout_mask(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                    double drop_probability, double keep_scale, Tensor& y) override;
+
  private:
   // gemm on as many threads as OpenMP allows at the call.
   void gemm_product(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,

@@ -14,6 +14,7 @@
 #include "autodiff/gradcheck.hpp"
 #include "autodiff/ops.hpp"
 #include "autodiff/tape.hpp"
+#include "core/backend.hpp"
 #include "nn/layers.hpp"
 
 namespace asbi::nn {
@@ -297,6 +298,23 @@ TEST(Layers, DropoutMasksAreReproducibleAndAdvance) {
   EXPECT_EQ(dropout.counter(), start + (63 + 3) / 4);  // one float per element, 4 per block
   dropout.set_counter(start);
   EXPECT_EQ(dropout(x).value().to_vector(), first);
+}
+
+// The mask is drawn on x's device, with the numbers the CPU would draw.
+TEST(Layers, DropoutOnCudaDrawsTheCpuMask) {
+  if (!core::device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  for (DType dtype : {DType::f32, DType::f64}) {
+    Dropout on_cpu(0.3, 21), on_gpu(0.3, 21);
+    on_cpu.train();
+    on_gpu.train();
+    const Tensor x = input({13, 7}, 17, dtype);
+    for (int call = 0; call < 2; ++call) {  // the second mask starts where the first ended
+      const Tensor y = on_gpu(x.to(Device::cuda)).value();
+      EXPECT_EQ(y.device(), Device::cuda);
+      EXPECT_EQ(y.to_vector(), on_cpu(x).value().to_vector()) << "call " << call;
+    }
+    EXPECT_EQ(on_gpu.counter(), on_cpu.counter());
+  }
 }
 
 TEST(Layers, DropoutGradientIsTheMask) {
