@@ -24,6 +24,7 @@ class Tensor;
 enum class Unary : std::uint8_t {
   neg, relu, leaky_relu, elu, silu, gelu, tanh, sigmoid, softplus,
   exp, log, log1p, square, sqrt, abs, pow, clamp,
+  identity,  // f(x) = x: the linear epilogue without an activation
 };
 // Scalar parameters of a unary function: leaky_relu slope (a), elu alpha (a), pow exponent (a),
 // clamp bounds [a, b].
@@ -161,6 +162,20 @@ class Backend {
                                   bool inverse, const Tensor& dy, const Tensor& dlog_det,
                                   Tensor* dx, Tensor* dwidths, Tensor* dheights,
                                   Tensor* dderivatives) = 0;
+
+  // --- fused linear layer -----------------------------------------------------------------
+  // The epilogue of y = f(x Wᵀ + b) + r, run once a GEMM has written x Wᵀ into z [rows, H]:
+  //   z ← z + b   (kept for the backward's f'(z)),   y = f(z) + r,
+  // in one pass. bias [H] and residual (y's shape) may be undefined. y may be z itself when f is
+  // the identity (whose backward does not read z).
+  virtual void linear_epilogue(const Tensor& bias, Unary f, UnaryParams p, const Tensor& residual,
+                               Tensor& z, Tensor& y) = 0;
+  // Its backward through f and the bias, in one pass: dz = dy ⊙ f'(z) (written, not
+  // accumulated) and db += Σ_rows dz, summed in an order fixed by the shapes alone. fz = f(z)
+  // when the caller has it (y without a residual); undefined, it is recomputed where f' needs it.
+  // A null dbias skips the sum.
+  virtual void linear_epilogue_backward(Unary f, UnaryParams p, const Tensor& z, const Tensor& fz,
+                                        const Tensor& dy, Tensor& dz, Tensor* dbias) = 0;
 
   // --- optimizers -------------------------------------------------------------------------
   // One Adam / AdamW step (AdamStep above) over all of an optimizer's parameters in one call:

@@ -101,6 +101,11 @@ class CpuBackend final : public Backend {
                           const Tensor& dy, const Tensor& dlog_det, Tensor* dx, Tensor* dwidths,
                           Tensor* dheights, Tensor* dderivatives) override;
 
+  void linear_epilogue(const Tensor& bias, Unary f, UnaryParams p, const Tensor& residual,
+                       Tensor& z, Tensor& y) override;
+  void linear_epilogue_backward(Unary f, UnaryParams p, const Tensor& z, const Tensor& fz,
+                                const Tensor& dy, Tensor& dz, Tensor* dbias) override;
+
   void adam_step(const AdamStep& step, std::span<const AdamTensors> parameters) override;
 
   void random_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
