@@ -71,7 +71,8 @@ struct Mlp {
   }
   ad::Var forward(const ad::Var& x) const {
     auto hidden = [&](const ad::Var& in, int layer) {
-      const ad::Parameter &w = params[std::size_t(2 * layer)], &b = params[std::size_t(2 * layer + 1)];
+      const ad::Parameter &w = params[std::size_t(2 * layer)],
+                          &b = params[std::size_t(2 * layer + 1)];
       return fused ? ad::linear_act(in, w, b, core::Unary::tanh) : ad::tanh(ad::linear(in, w, b));
     };
     return ad::linear(hidden(hidden(x, 0), 1), params[4], params[5]);

@@ -179,7 +179,7 @@ class Backend {
 
   // --- optimizers -------------------------------------------------------------------------
   // One Adam / AdamW step (AdamStep above) over all of an optimizer's parameters in one call:
-  // on a GPU one kernel launch for up to ~100 tensors, on the CPU one vectorised pass each.
+  // on a GPU one kernel launch per 96 tensors of one dtype, on the CPU one vectorised pass each.
   virtual void adam_step(const AdamStep& step, std::span<const AdamTensors> parameters) = 0;
 
   // --- random numbers ---------------------------------------------------------------------

@@ -5,7 +5,7 @@
 // The launch carries its own descriptor: the tensors' pointers and sizes travel by value as a
 // kernel argument (within the 4 KiB every CUDA version accepts), so a step needs no upload, no
 // host synchronisation and no device memory of its own. Optimizers with more tensors than one
-// descriptor holds take one launch per kAdamTensorsPerLaunch tensors.
+// descriptor holds take one launch per kAdamTensorsPerLaunch tensors (and per dtype).
 #include <cmath>
 
 #include "cuda/backend_impl.cuh"
@@ -60,37 +60,40 @@ __global__ void adam_step_kernel(AdamCoefficients<T> c, AdamBatch<T> batch) {
 
 }  // namespace
 
+// The parameters of each dtype go in launches of up to kAdamTensorsPerLaunch tensors: one launch
+// for a typical model, whose parameters share one dtype.
 void CudaBackend::adam_step(const core::AdamStep& step,
                             std::span<const core::AdamTensors> parameters) {
-  if (parameters.empty()) return;
-  const core::DType dtype = parameters[0].value->dtype();
-  for (const core::AdamTensors& p : parameters) {
+  for (const core::AdamTensors& p : parameters)
     expect_device("adam_step", {p.value, p.grad, p.exp_avg, p.exp_avg_sq});
-    if (p.value->dtype() != dtype)
-      throw core::DtypeError(core::str("cuda adam_step: parameters of one call share a dtype, got ",
-                                       dtype, " and ", p.value->dtype()));
-  }
-  with_dtype(dtype, [&]<typename T>() {
-    const AdamCoefficients<T> c{T(1 - step.beta1), T(step.beta2),     T(1 - step.beta2),
-                                T(step.eps),       T(step.step_size), T(step.bias_correction2_sqrt),
-                                T(step.l2),        T(step.decay)};
-    for (std::size_t first = 0; first < parameters.size(); first += kAdamTensorsPerLaunch) {
+  for (const core::DType dtype : {core::DType::f32, core::DType::f64}) {
+    with_dtype(dtype, [&]<typename T>() {
+      const AdamCoefficients<T> c{T(1 - step.beta1), T(step.beta2),
+                                  T(1 - step.beta2), T(step.eps),
+                                  T(step.step_size), T(step.bias_correction2_sqrt),
+                                  T(step.l2),        T(step.decay)};
       AdamBatch<T> batch{};
       std::int64_t longest = 0;
-      for (std::size_t k = first; k < parameters.size() && batch.count < kAdamTensorsPerLaunch;
-           ++k) {
-        const core::AdamTensors& p = parameters[k];
+      auto launch = [&] {
+        if (longest > 0) {
+          const dim3 grid(std::min(grid_for(longest), 1024u), static_cast<unsigned>(batch.count));
+          adam_step_kernel<T><<<grid, block_size>>>(c, batch);
+          ASBI_CUDA_CHECK_LAUNCH("adam_step_kernel");
+        }
+        batch.count = 0;
+        longest = 0;
+      };
+      for (const core::AdamTensors& p : parameters) {
+        if (p.value->dtype() != dtype) continue;
         const std::int64_t n = p.value->numel();
         batch.slot[batch.count++] = {p.value->data<T>(), p.grad->data<T>(), p.exp_avg->data<T>(),
                                      p.exp_avg_sq->data<T>(), n};
         longest = std::max(longest, n);
+        if (batch.count == kAdamTensorsPerLaunch) launch();
       }
-      if (longest == 0) continue;
-      const dim3 grid(std::min(grid_for(longest), 1024u), static_cast<unsigned>(batch.count));
-      adam_step_kernel<T><<<grid, block_size>>>(c, batch);
-      ASBI_CUDA_CHECK_LAUNCH("adam_step_kernel");
-    }
-  });
+      if (batch.count > 0) launch();
+    });
+  }
 }
 
 }  // namespace asbi::cuda

@@ -170,8 +170,8 @@ class Adam final : public Optimizer {
       if (group == groups_.end())
         group = groups_.insert(groups_.end(), DeviceGroup{value.device(), {}, {}});
       group->indices.push_back(i);
-      group->tensors.reserve(group->indices.size());
     }
+    for (DeviceGroup& g : groups_) g.tensors.reserve(g.indices.size());  // step() allocates nothing
   }
 
   void step() override {

@@ -67,8 +67,8 @@ struct LinearActResult {
   std::vector<std::vector<double>> grads;  // x, W, b, r
 };
 
-LinearActResult run_linear_act(Device device, core::DType dtype, core::Unary f,
-                               core::UnaryParams p, bool with_residual) {
+LinearActResult run_linear_act(Device device, core::DType dtype, core::Unary f, core::UnaryParams p,
+                               bool with_residual) {
   const std::int64_t B = 300, X = 7, H = 45;  // rows over several chunks, H over two tiles
   std::vector<ad::Parameter> v;
   v.emplace_back("x", pattern({B, X}, 0.1).to(dtype).to(device));
@@ -78,7 +78,8 @@ LinearActResult run_linear_act(Device device, core::DType dtype, core::Unary f,
   const Tensor weights = pattern({B, H}, 0.5).to(dtype).to(device);
   LinearActResult out;
   ad::Tape tape;
-  const ad::Var y = ad::linear_act(v[0], v[1], v[2], f, p, with_residual ? ad::Var(v[3]) : ad::Var());
+  const ad::Var y =
+      ad::linear_act(v[0], v[1], v[2], f, p, with_residual ? ad::Var(v[3]) : ad::Var());
   tape.backward(ad::sum(ad::mul(y, weights)));
   out.y = y.value().to_vector();
   for (auto& param : v) out.grads.push_back(param.grad().to_vector());
@@ -100,8 +101,8 @@ TEST(CudaParity, LinearActForwardBackwardMatchesCpu) {
         const LinearActResult cpu = run_linear_act(Device::cpu, dtype, f, p, with_residual);
         const LinearActResult gpu = run_linear_act(Device::cuda, dtype, f, p, with_residual);
         const double rtol = dtype == core::DType::f32 ? 1e-5 : 1e-12;
-        const std::string what = core::str(core::name(f), " ", dtype,
-                                           with_residual ? " with residual" : "");
+        const std::string what =
+            core::str(core::name(f), " ", dtype, with_residual ? " with residual" : "");
         for (std::size_t k = 0; k < cpu.y.size(); ++k)
           ASSERT_NEAR(gpu.y[k], cpu.y[k], rtol * std::max(1.0, std::abs(cpu.y[k])))
               << what << ", y element " << k;

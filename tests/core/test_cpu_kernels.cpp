@@ -384,7 +384,8 @@ TEST(CpuKernels, LinearEpilogueIsTheSeparateKernels) {
         cpu().unary_backward(f, p, z_ref, fz, dy, dz_ref);
         cpu().sum_axis(dz_ref, 0, 1.0, true, db_ref);
         expect_close(values(dz), values(dz_ref), dtype, {}, (what + " dz").c_str());
-        expect_close(values(dz_recomputed), values(dz_ref), dtype, {}, (what + " dz, fz recomputed").c_str());
+        expect_close(values(dz_recomputed), values(dz_ref), dtype, {},
+                     (what + " dz, fz recomputed").c_str());
         std::vector<double> magnitude(130, 0.0);  // Σ |dz| over the column
         const std::vector<double> dzv = values(dz_ref);
         for (std::size_t i = 0; i < dzv.size(); ++i) magnitude[i % 130] += std::abs(dzv[i]);

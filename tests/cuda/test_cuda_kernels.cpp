@@ -218,6 +218,32 @@ TEST_F(CudaKernelsTest, AdamStepMatchesCpuOverManyTensors) {
     }
 }
 
+// Parameters of both dtypes in one call: each dtype goes in its own launch.
+TEST_F(CudaKernelsTest, AdamStepTakesMixedDtypesInOneCall) {
+  const std::vector<std::int64_t> lengths = {3, 1000, 17};
+  AdamState f_cpu(lengths, DType::f32, Device::cpu), f_gpu(lengths, DType::f32, Device::cuda);
+  AdamState d_cpu(lengths, DType::f64, Device::cpu), d_gpu(lengths, DType::f64, Device::cuda);
+  for (AdamState* s : {&f_cpu, &f_gpu, &d_cpu, &d_gpu})
+    for (std::size_t k = 0; k < lengths.size(); ++k)
+      s->grad[k].copy_from(pattern(lengths[k], s->grad[k].dtype(), 50 + k).to(s->grad[k].device()));
+  const core::AdamStep step{.step_size = 0.01, .bias_correction2_sqrt = 0.0447, .l2 = 0.1};
+  auto both = [](AdamState& a, AdamState& b) {
+    std::vector<core::AdamTensors> t = a.tensors(), u = b.tensors();
+    t.insert(t.end(), u.begin(), u.end());
+    return t;
+  };
+  cpu().adam_step(step, both(f_cpu, d_cpu));
+  gpu().adam_step(step, both(f_gpu, d_gpu));
+  for (std::size_t k = 0; k < lengths.size(); ++k) {
+    const std::vector<double> fw = f_cpu.value[k].to_vector(), fg = f_gpu.value[k].to_vector();
+    const std::vector<double> dw = d_cpu.value[k].to_vector(), dg = d_gpu.value[k].to_vector();
+    for (std::size_t i = 0; i < fw.size(); ++i) {
+      EXPECT_NEAR(fg[i], fw[i], 1e-6) << "float32 tensor " << k << " element " << i;
+      EXPECT_NEAR(dg[i], dw[i], 1e-14) << "float64 tensor " << k << " element " << i;
+    }
+  }
+}
+
 // --- fused linear epilogue ------------------------------------------------------------------
 
 // Forward and backward (with and without the bias sum, with fz given and recomputed) against the

@@ -218,9 +218,9 @@ TEST(Layers, FusedLayersEqualTheSeparateOps) {
     for (std::size_t i = 0; i < got.size(); ++i)
       EXPECT_NEAR(got[i], want[i], 1e-5 * std::max(1.0, std::abs(want[i]))) << what << " " << i;
   };
-  for (Activation a : {Activation::relu, Activation::leaky_relu, Activation::elu,
-                       Activation::silu, Activation::gelu, Activation::tanh, Activation::sigmoid,
-                       Activation::softplus}) {
+  for (Activation a :
+       {Activation::relu, Activation::leaky_relu, Activation::elu, Activation::silu,
+        Activation::gelu, Activation::tanh, Activation::sigmoid, Activation::softplus}) {
     core::Rng rng(11);
     Mlp mlp(5, {16, 12}, 3, rng, a, DType::f32);
     ResidualBlock block(3, 0, rng, a, 0.0, false, DType::f32);
@@ -232,7 +232,8 @@ TEST(Layers, FusedLayersEqualTheSeparateOps) {
       h = ad::linear(h, param(mlp, "2.weight"), param(mlp, "2.bias"));
       Var t = activate(a, ad::linear(activate(a, h), param(block, "linear0.weight"),
                                      param(block, "linear0.bias")));
-      return ad::add(h, ad::linear(t, param(block, "linear1.weight"), param(block, "linear1.bias")));
+      return ad::add(h,
+                     ad::linear(t, param(block, "linear1.weight"), param(block, "linear1.bias")));
     };
     auto run = [&](const std::function<Var()>& f) {
       mlp.zero_grad();
