@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "autodiff/var.hpp"
+#include "core/backend.hpp"
 
 namespace asbi::ad {
 
@@ -36,6 +37,12 @@ inline Var operator-(const Var& x, double c) { return shift(x, -c); }
 Var matmul(const Var& a, const Var& b);  // [M, K] · [K, N] → [M, N]
 // x Wᵀ + b: x [..., X], W [H, X], b [H] (may be undefined) → [..., H]. The layer of every MLP.
 Var linear(const Var& x, const Var& weight, const Var& bias = {});
+// f(x Wᵀ + b) + r as one node: the GEMM, then one fused pass adding the bias, applying the
+// elementwise f (an activation, or core::Unary::identity for none) and adding the residual r
+// ([..., H], or undefined). Equals add(unary f(linear(x, W, b)), r) up to float rounding, with
+// fewer passes over memory and one node instead of three.
+Var linear_act(const Var& x, const Var& weight, const Var& bias, core::Unary f,
+               core::UnaryParams p = {}, const Var& residual = {});
 
 // --- activations and elementwise functions ------------------------------------------------------
 Var relu(const Var& x);

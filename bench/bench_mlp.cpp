@@ -3,6 +3,9 @@
 //   X [B, 8] → linear → tanh → [B, H] → linear → tanh → [B, H] → linear → [B, 8],  B = 256
 //   loss = mean((out - Y)²); tape.backward(loss); p -= lr ∂loss/∂p; zero_grad
 //
+// The _fused variants run each linear → tanh as one ad::linear_act node (GEMM + one fused
+// bias/activation pass; backward: one pass for tanh' and the bias gradient, then the GEMMs).
+//
 // H ∈ {50, 128, 256}, float32. The step's flops are those of its GEMMs (the elementwise work is
 // O(B·H), the GEMMs O(B·H²)): a layer with fan-in I and fan-out O costs 2·B·I·O forward, and in
 // backward 2·B·I·O for ∂W = ∂Yᵀ X plus 2·B·I·O for ∂X = ∂Y W, except in the first layer, whose
@@ -56,7 +59,8 @@ double step_flops(std::int64_t H) {
 
 struct Mlp {
   std::vector<ad::Parameter> params;  // W1, b1, W2, b2, W3, b3
-  explicit Mlp(std::int64_t H) {
+  bool fused;                         // linear → tanh as one ad::linear_act node
+  Mlp(std::int64_t H, bool fused) : fused(fused) {
     params.reserve(6);
     unsigned seed = 10;
     for (const Layer& l : layers_for(H)) {
@@ -66,9 +70,12 @@ struct Mlp {
     }
   }
   ad::Var forward(const ad::Var& x) const {
-    ad::Var h = ad::tanh(ad::linear(x, params[0], params[1]));
-    h = ad::tanh(ad::linear(h, params[2], params[3]));
-    return ad::linear(h, params[4], params[5]);
+    auto hidden = [&](const ad::Var& in, int layer) {
+      const ad::Parameter &w = params[std::size_t(2 * layer)],
+                          &b = params[std::size_t(2 * layer + 1)];
+      return fused ? ad::linear_act(in, w, b, core::Unary::tanh) : ad::tanh(ad::linear(in, w, b));
+    };
+    return ad::linear(hidden(hidden(x, 0), 1), params[4], params[5]);
   }
 };
 
@@ -119,9 +126,9 @@ void report(benchmark::State& state, std::int64_t H, double seconds) {
   bench::report_threads(state);
 }
 
-void BM_mlp_step(benchmark::State& state) {
+void mlp_step(benchmark::State& state, bool fused) {
   const std::int64_t H = state.range(0);
-  Mlp mlp(H);
+  Mlp mlp(H, fused);
   const Tensor x = bench::random_tensor({B, X_in}, -1, 1, 1);
   const Tensor y = bench::random_tensor({B, X_out}, -1, 1, 2);
   train_step(mlp, x, y);  // warm-up: grows the arena to one step's size
@@ -139,6 +146,9 @@ void BM_mlp_step(benchmark::State& state) {
   state.counters["vs_matmul"] = seconds / static_cast<double>(state.iterations()) / matmul_seconds;
 }
 
+void BM_mlp_step(benchmark::State& state) { mlp_step(state, false); }
+void BM_mlp_step_fused(benchmark::State& state) { mlp_step(state, true); }
+
 void BM_mlp_matmul_only(benchmark::State& state) {
   const std::int64_t H = state.range(0);
   MatmulOnly mm(H);
@@ -152,9 +162,9 @@ void BM_mlp_matmul_only(benchmark::State& state) {
 }
 
 // Forward only, under NoGrad: what inference costs (no nodes, no backward GEMMs).
-void BM_mlp_forward_nograd(benchmark::State& state) {
+void mlp_forward_nograd(benchmark::State& state, bool fused) {
   const std::int64_t H = state.range(0);
-  Mlp mlp(H);
+  Mlp mlp(H, fused);
   const Tensor x = bench::random_tensor({B, X_in}, -1, 1, 1);
   auto forward = [&] {
     core::ArenaScope scope;
@@ -167,10 +177,15 @@ void BM_mlp_forward_nograd(benchmark::State& state) {
   bench::report_threads(state);
 }
 
+void BM_mlp_forward_nograd(benchmark::State& state) { mlp_forward_nograd(state, false); }
+void BM_mlp_forward_nograd_fused(benchmark::State& state) { mlp_forward_nograd(state, true); }
+
 #define ASBI_MLP_WIDTHS ->Arg(50)->Arg(128)->Arg(256)->UseRealTime()->Unit(benchmark::kMicrosecond)
 BENCHMARK(BM_mlp_step) ASBI_MLP_WIDTHS;
+BENCHMARK(BM_mlp_step_fused) ASBI_MLP_WIDTHS;
 BENCHMARK(BM_mlp_matmul_only) ASBI_MLP_WIDTHS;
 BENCHMARK(BM_mlp_forward_nograd) ASBI_MLP_WIDTHS;
+BENCHMARK(BM_mlp_forward_nograd_fused) ASBI_MLP_WIDTHS;
 #undef ASBI_MLP_WIDTHS
 
 }  // namespace

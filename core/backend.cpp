@@ -11,7 +11,7 @@ Backend* registry[2] = {nullptr, nullptr};
 const char* name(Unary op) {
   static const char* names[] = {"neg",  "relu",     "leaky_relu", "elu", "silu", "gelu",
                                 "tanh", "sigmoid",  "softplus",   "exp", "log",  "log1p",
-                                "square", "sqrt",   "abs",        "pow", "clamp"};
+                                "square", "sqrt",   "abs",        "pow", "clamp", "identity"};
   return names[static_cast<int>(op)];
 }
 

@@ -24,6 +24,7 @@ class Tensor;
 enum class Unary : std::uint8_t {
   neg, relu, leaky_relu, elu, silu, gelu, tanh, sigmoid, softplus,
   exp, log, log1p, square, sqrt, abs, pow, clamp,
+  identity,  // f(x) = x: the linear epilogue without an activation
 };
 // Scalar parameters of a unary function: leaky_relu slope (a), elu alpha (a), pow exponent (a),
 // clamp bounds [a, b].
@@ -45,6 +46,27 @@ struct RqSplineParams {
   double min_bin_width = 1e-3;
   double min_bin_height = 1e-3;
   double min_derivative = 1e-3;
+};
+
+// The scalars of one Adam / AdamW step, shared by every parameter (nn/optim.cpp derives them).
+// Per element, in the parameter's dtype:
+//   g ← ∇θ + l2 θ
+//   m ← m + (1 - β₁)(g - m),   v ← β₂ v + (1 - β₂) g²
+//   θ ← decay θ - step_size · m / (√v / bias_correction2_sqrt + ε)
+struct AdamStep {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double step_size = 0;              // γ / (1 - β₁ᵗ)
+  double bias_correction2_sqrt = 1;  // √(1 - β₂ᵗ)
+  double l2 = 0;                     // λ added to the gradient (Adam), else 0
+  double decay = 1;                  // 1 - γλ (AdamW), else 1
+};
+
+// One parameter of an Adam step: its value, gradient and two moments, all of one shape.
+struct AdamTensors {
+  Tensor* value;
+  const Tensor* grad;
+  Tensor* exp_avg;     // m
+  Tensor* exp_avg_sq;  // v
 };
 
 class Backend {
@@ -140,6 +162,41 @@ class Backend {
                                   bool inverse, const Tensor& dy, const Tensor& dlog_det,
                                   Tensor* dx, Tensor* dwidths, Tensor* dheights,
                                   Tensor* dderivatives) = 0;
+
+  // --- fused linear layer -----------------------------------------------------------------
+  // The epilogue of y = f(x Wᵀ + b) + r, run once a GEMM has written x Wᵀ into z [rows, H]:
+  //   z ← z + b   (kept for the backward's f'(z)),   y = f(z) + r,
+  // in one pass. bias [H] and residual (y's shape) may be undefined. y may be z itself when f is
+  // the identity (whose backward does not read z).
+  virtual void linear_epilogue(const Tensor& bias, Unary f, UnaryParams p, const Tensor& residual,
+                               Tensor& z, Tensor& y) = 0;
+  // Its backward through f and the bias, in one pass: dz = dy ⊙ f'(z) (written, not
+  // accumulated) and db += Σ_rows dz, summed in an order fixed by the shapes alone. fz = f(z)
+  // when the caller has it (y without a residual); undefined, it is recomputed where f' needs it.
+  // A null dbias skips the sum.
+  virtual void linear_epilogue_backward(Unary f, UnaryParams p, const Tensor& z, const Tensor& fz,
+                                        const Tensor& dy, Tensor& dz, Tensor* dbias) = 0;
+
+  // --- optimizers -------------------------------------------------------------------------
+  // One Adam / AdamW step (AdamStep above) over all of an optimizer's parameters in one call:
+  // on a GPU one kernel launch per 96 tensors of one dtype, on the CPU one vectorised pass each.
+  virtual void adam_step(const AdamStep& step, std::span<const AdamTensors> parameters) = 0;
+
+  // --- random numbers ---------------------------------------------------------------------
+  // y = the numbers core::fill_uniform / core::fill_normal (core/rng.hpp) write for (seed,
+  // stream, offset) into a span of y's dtype: element i depends only on (seed, stream,
+  // offset + i), read from Philox blocks in the layout documented there ("Counters consumed").
+  // Uniforms are the same bits on every device; normals agree to a few ulp (each device has its
+  // own log, sin and cos).
+  virtual void random_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                              Tensor& y) = 0;
+  virtual void random_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                             Tensor& y) = 0;
+  // Inverted dropout's mask: y[i] = keep_scale when u[i] ≥ drop_probability, else 0, with u the
+  // float32 uniforms random_uniform writes at `offset` whatever y's dtype (so float32 and float64
+  // inputs see one mask); the comparison is made in y's dtype.
+  virtual void dropout_mask(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                            double drop_probability, double keep_scale, Tensor& y) = 0;
 };
 
 // The backend of a device; throws DeviceError when asbi was built without it.

@@ -1,6 +1,8 @@
 #include "core/rng.hpp"
 
+#include "core/backend.hpp"
 #include "core/error.hpp"
+#include "core/tensor.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -14,9 +16,6 @@
 
 namespace asbi::core {
 namespace {
-
-constexpr double kTwoPi = 6.283185307179586476925286766559;
-constexpr float kTwoPiF = 6.28318530717958647692f;
 
 // Below this many blocks a parallel region costs more than it saves.
 constexpr std::uint64_t kParallelMinBlocks = 2048;
@@ -33,22 +32,6 @@ template <typename... Parts>
 inline bool finite(double x) {
   constexpr std::uint64_t kExp = 0x7ff0000000000000ULL;
   return (std::bit_cast<std::uint64_t>(x) & kExp) != kExp;
-}
-
-// One shared Box–Muller so that Rng::normal() and fill_normal(double) agree (bit for bit unless
-// -ffast-math lets the fill loop call vectorised log/sin/cos).
-inline void box_muller(double u0, double u1, double& z0, double& z1) {
-  const double r = std::sqrt(-2.0 * std::log(u0));
-  const double t = kTwoPi * u1;
-  z0 = r * std::cos(t);
-  z1 = r * std::sin(t);
-}
-
-inline void box_muller(float u0, float u1, float& z0, float& z1) {
-  const float r = std::sqrt(-2.0f * std::log(u0));
-  const float t = kTwoPiF * u1;
-  z0 = r * std::cos(t);
-  z1 = r * std::sin(t);
 }
 
 // kBatch consecutive blocks at once, stored structure-of-arrays so that each round is a plain
@@ -302,6 +285,42 @@ void fill_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
 void fill_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
                  std::span<double> out) {
   fill_blocks<NormalD>("fill_normal", seed, stream, offset, out);
+}
+
+void fill_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, Tensor& out) {
+  backend(out.device()).random_uniform(seed, stream, offset, out);
+}
+void fill_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, Tensor& out) {
+  backend(out.device()).random_normal(seed, stream, offset, out);
+}
+
+namespace {
+
+// Elements of `dtype` per Philox block in the fills' counter layout.
+std::uint64_t elements_per_block(DType dtype) {
+  return dtype == DType::f64 ? kDoublesPerBlock : kFloatsPerBlock;
+}
+
+template <typename Fill>
+void fill_from(Rng& rng, Tensor& out, Fill&& fill) {
+  const std::uint64_t k = elements_per_block(out.dtype());
+  const auto n = static_cast<std::uint64_t>(out.numel());
+  const std::uint64_t block = rng.counter();
+  fill(block * k);
+  rng.set_counter(block + (n + k - 1) / k);
+}
+
+}  // namespace
+
+void fill_uniform(Rng& rng, Tensor& out) {
+  fill_from(rng, out, [&](std::uint64_t offset) {
+    fill_uniform(rng.seed(), rng.stream(), offset, out);
+  });
+}
+void fill_normal(Rng& rng, Tensor& out) {
+  fill_from(rng, out, [&](std::uint64_t offset) {
+    fill_normal(rng.seed(), rng.stream(), offset, out);
+  });
 }
 
 }  // namespace asbi::core

@@ -24,6 +24,7 @@
 // (counter lo, counter hi, stream lo, stream hi). One Philox call ("block") yields four 32-bit
 // words. Streams therefore never overlap, whatever their counters.
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -111,6 +112,20 @@ ASBI_HOST_DEVICE constexpr float open_unit_float(std::uint32_t x) {
 ASBI_HOST_DEVICE constexpr double open_unit_double(std::uint32_t a, std::uint32_t b) {
   const std::uint64_t k = ((static_cast<std::uint64_t>(a) << 32) | b) >> 11;
   return k == 0 ? 0x1p-54 : static_cast<double>(k) * 0x1p-53;
+}
+
+// The Box–Muller transform of two uniforms into two independent standard normals,
+//   z0 = √(-2 log u0) cos(2π u1),   z1 = √(-2 log u0) sin(2π u1),
+// evaluated in T (float or double). One definition for Rng::normal, the CPU fills and the CUDA
+// kernels, so that devices differ only by their log, sin and cos.
+template <typename T>
+ASBI_HOST_DEVICE inline void box_muller(T u0, T u1, T& z0, T& z1) {
+  using std::cos, std::log, std::sin, std::sqrt;
+  constexpr T two_pi = T(6.283185307179586476925286766559);
+  const T r = sqrt(T(-2) * log(u0));
+  const T t = two_pi * u1;
+  z0 = r * cos(t);
+  z1 = r * sin(t);
 }
 
 // Sequential generator for one (seed, stream). It reads the stream as a sequence of 32-bit
@@ -213,5 +228,17 @@ void fill_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
                  std::span<float> out);
 void fill_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
                  std::span<double> out);
+
+// The same fills into a tensor on any device (Backend::random_uniform / random_normal): on the
+// CPU exactly the span fills above, on a GPU the same uniforms bit for bit and the same normals
+// to a few ulp. So a sampler draws on the device its tensors live on, with the numbers it would
+// draw on the CPU.
+class Tensor;
+void fill_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, Tensor& out);
+void fill_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, Tensor& out);
+// Fills from an Rng's position: at offset rng.counter() · (elements per block of out's dtype),
+// then moves rng past every block read, so successive draws never share counters.
+void fill_uniform(Rng& rng, Tensor& out);
+void fill_normal(Rng& rng, Tensor& out);
 
 }  // namespace asbi::core

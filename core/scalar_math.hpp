@@ -49,6 +49,7 @@ ASBI_HOST_DEVICE inline T unary_value(Unary op, UnaryParams p, T x) {
     case Unary::abs: return abs(x);
     case Unary::pow: return pow(x, T(p.a));
     case Unary::clamp: return x < T(p.a) ? T(p.a) : (x > T(p.b) ? T(p.b) : x);
+    case Unary::identity: return x;
   }
   return x;
 }
@@ -78,6 +79,7 @@ ASBI_HOST_DEVICE inline T unary_derivative(Unary op, UnaryParams p, T x, T y) {
     case Unary::abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
     case Unary::pow: return T(p.a) * pow(x, T(p.a - 1));
     case Unary::clamp: return (x >= T(p.a) && x <= T(p.b)) ? T(1) : T(0);
+    case Unary::identity: return T(1);
   }
   return T(0);
 }
@@ -126,7 +128,7 @@ void with_unary(Unary op, F&& f) {
     ASBI_CASE(neg) ASBI_CASE(relu) ASBI_CASE(leaky_relu) ASBI_CASE(elu) ASBI_CASE(silu)
     ASBI_CASE(gelu) ASBI_CASE(tanh) ASBI_CASE(sigmoid) ASBI_CASE(softplus) ASBI_CASE(exp)
     ASBI_CASE(log) ASBI_CASE(log1p) ASBI_CASE(square) ASBI_CASE(sqrt) ASBI_CASE(abs)
-    ASBI_CASE(pow) ASBI_CASE(clamp)
+    ASBI_CASE(pow) ASBI_CASE(clamp) ASBI_CASE(identity)
 #undef ASBI_CASE
   }
 }

@@ -111,6 +111,22 @@ class CudaBackend final : public core::Backend {
                           const core::Tensor& dlog_det, core::Tensor* dx, core::Tensor* dwidths,
                           core::Tensor* dheights, core::Tensor* dderivatives) override;
 
+  void linear_epilogue(const core::Tensor& bias, core::Unary f, core::UnaryParams p,
+                       const core::Tensor& residual, core::Tensor& z, core::Tensor& y) override;
+  void linear_epilogue_backward(core::Unary f, core::UnaryParams p, const core::Tensor& z,
+                                const core::Tensor& fz, const core::Tensor& dy, core::Tensor& dz,
+                                core::Tensor* dbias) override;
+
+  void adam_step(const core::AdamStep& step,
+                 std::span<const core::AdamTensors> parameters) override;
+
+  void random_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                      core::Tensor& y) override;
+  void random_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                     core::Tensor& y) override;
+  void dropout_mask(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                    double drop_probability, double keep_scale, core::Tensor& y) override;
+
  private:
   cublasHandle_t cublas();  // created on first use
 

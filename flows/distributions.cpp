@@ -10,6 +10,7 @@
 namespace asbi::flows {
 namespace {
 
+using core::Device;
 using core::Shape;
 using core::ShapeError;
 using core::str;
@@ -23,42 +24,32 @@ void check_input(const char* who, const Var& x, std::int64_t features, DType dty
     throw core::DtypeError(str(who, ": expected x of dtype ", dtype, ", got ", x.dtype()));
 }
 
-// Moves a freshly drawn host tensor to the device of the context it is drawn for.
+// The device a sample for `context` lives on: the context's, or the CPU without one.
+Device device_for(const Tensor& context) {
+  return context.defined() ? context.device() : Device::cpu;
+}
+
+// Standard normals drawn directly on `device`: the numbers draw_normal gives on the CPU.
+Tensor draw_normal_on(const Shape& shape, DType dtype, Device device, core::Rng& rng) {
+  Tensor t = Tensor::empty(shape, dtype, device);
+  core::fill_normal(rng, t);
+  return t;
+}
+
+// Moves a host tensor to the device of the context it was drawn for.
 Tensor to_context_device(const Tensor& t, const Tensor& context) {
-  return context.defined() ? t.to(context.device()) : t;
+  return t.to(device_for(context));
 }
 
 }  // namespace
 
 Tensor draw_normal(const Shape& shape, DType dtype, core::Rng& rng) {
-  Tensor t = Tensor::empty(shape, dtype);
-  const auto n = static_cast<std::uint64_t>(shape.numel());
-  const std::uint64_t block = rng.counter();
-  if (dtype == DType::f32) {
-    core::fill_normal(rng.seed(), rng.stream(), block * core::kFloatsPerBlock,
-                      std::span<float>(t.data<float>(), n));
-    rng.set_counter(block + (n + core::kFloatsPerBlock - 1) / core::kFloatsPerBlock);
-  } else {
-    core::fill_normal(rng.seed(), rng.stream(), block * core::kDoublesPerBlock,
-                      std::span<double>(t.data<double>(), n));
-    rng.set_counter(block + (n + core::kDoublesPerBlock - 1) / core::kDoublesPerBlock);
-  }
-  return t;
+  return draw_normal_on(shape, dtype, Device::cpu, rng);
 }
 
 Tensor draw_uniform(const Shape& shape, DType dtype, core::Rng& rng) {
   Tensor t = Tensor::empty(shape, dtype);
-  const auto n = static_cast<std::uint64_t>(shape.numel());
-  const std::uint64_t block = rng.counter();
-  if (dtype == DType::f32) {
-    core::fill_uniform(rng.seed(), rng.stream(), block * core::kFloatsPerBlock,
-                       std::span<float>(t.data<float>(), n));
-    rng.set_counter(block + (n + core::kFloatsPerBlock - 1) / core::kFloatsPerBlock);
-  } else {
-    core::fill_uniform(rng.seed(), rng.stream(), block * core::kDoublesPerBlock,
-                       std::span<double>(t.data<double>(), n));
-    rng.set_counter(block + (n + core::kDoublesPerBlock - 1) / core::kDoublesPerBlock);
-  }
+  core::fill_uniform(rng, t);
   return t;
 }
 
@@ -87,7 +78,7 @@ Var StandardNormal::log_prob(const Var& x, const Var&) const {
 
 Tensor StandardNormal::sample(std::int64_t n, const Tensor& context, core::Rng& rng) const {
   check_sample_context("StandardNormal::sample", n, context);
-  return to_context_device(draw_normal({n, features_}, dtype_, rng), context);
+  return draw_normal_on({n, features_}, dtype_, device_for(context), rng);
 }
 
 // --- DiagonalGaussian ----------------------------------------------------------------------------
@@ -138,7 +129,7 @@ Var DiagonalGaussian::log_prob(const Var& x, const Var& context) const {
 // a = μ + σ ε,  ε ~ N(0, I)
 Tensor DiagonalGaussian::sample(std::int64_t n, const Tensor& context, core::Rng& rng) const {
   check_sample_context("DiagonalGaussian::sample", n, context);
-  const Tensor eps = to_context_device(draw_normal({n, features_}, dtype_, rng), context);
+  const Tensor eps = draw_normal_on({n, features_}, dtype_, device_for(context), rng);
   ad::NoGrad no_grad;
   core::ArenaScope scope;
   const Moments m = moments(context.defined() ? Var(context) : Var());

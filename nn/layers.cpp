@@ -17,6 +17,27 @@ Tensor uniform_tensor(const Shape& shape, double bound, core::Rng& rng, DType dt
   return Tensor::from(values, shape, dtype);
 }
 
+// The elementwise function of an activation, with the parameters activate() gives it.
+struct UnaryActivation {
+  core::Unary op;
+  core::UnaryParams params;
+};
+
+UnaryActivation unary_of(Activation a) {
+  switch (a) {
+    case Activation::relu: return {core::Unary::relu, {}};
+    case Activation::leaky_relu: return {core::Unary::leaky_relu, {0.01}};
+    case Activation::elu: return {core::Unary::elu, {1.0}};
+    case Activation::silu: return {core::Unary::silu, {}};
+    case Activation::gelu: return {core::Unary::gelu, {}};
+    case Activation::tanh: return {core::Unary::tanh, {}};
+    case Activation::sigmoid: return {core::Unary::sigmoid, {}};
+    case Activation::softplus: return {core::Unary::softplus, {}};
+    case Activation::identity: return {core::Unary::identity, {}};
+  }
+  return {core::Unary::identity, {}};
+}
+
 }  // namespace
 
 Var activate(Activation a, const Var& x) {
@@ -59,6 +80,11 @@ Var Linear::forward(const Var& x) const {
   return ad::linear(x, weight_, bias_ ? Var(*bias_) : Var());
 }
 
+Var Linear::forward(const Var& x, Activation activation, const Var& residual) const {
+  const UnaryActivation f = unary_of(activation);
+  return ad::linear_act(x, weight_, bias_ ? Var(*bias_) : Var(), f.op, f.params, residual);
+}
+
 Mlp::Mlp(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t out,
          core::Rng& rng, Activation activation, DType dtype)
     : activation_(activation) {
@@ -73,10 +99,8 @@ Mlp::Mlp(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t 
 
 Var Mlp::forward(const Var& x) const {
   Var h = x;
-  for (std::size_t i = 0; i < layers_.size(); ++i) {
-    h = layers_[i]->forward(h);
-    if (i + 1 < layers_.size()) h = activate(activation_, h);
-  }
+  for (std::size_t i = 0; i < layers_.size(); ++i)
+    h = i + 1 < layers_.size() ? layers_[i]->forward(h, activation_) : layers_[i]->forward(h);
   return h;
 }
 
@@ -107,25 +131,16 @@ Dropout::Dropout(double p, std::uint64_t seed, std::uint64_t stream) : p_(p), rn
 // (a product with a constant mask, so ad::mul records the backward).
 Var Dropout::forward(const Var& x) const {
   if (!training() || p_ == 0.0) return x;
-  const std::int64_t n = x.numel();
   // One float32 uniform per element whatever x's dtype, so float32 and float64 inputs see the
-  // same mask. The block-aligned offset keeps successive masks disjoint.
-  Tensor u = Tensor::scratch(x.shape(), DType::f32, Device::cpu);
-  float* pu = u.data<float>();
-  core::fill_uniform(rng_.seed(), rng_.stream(), rng_.counter() * core::kFloatsPerBlock,
-                     std::span<float>(pu, static_cast<std::size_t>(n)));
-  rng_.skip((static_cast<std::uint64_t>(n) + core::kFloatsPerBlock - 1) / core::kFloatsPerBlock);
+  // same mask; drawn on x's device. The block-aligned offset keeps successive masks disjoint.
+  const std::int64_t n = x.numel();
   const double keep_scale = p_ < 1.0 ? 1.0 / (1.0 - p_) : 0.0;  // p = 1 drops everything
-  Tensor mask = u;
-  if (x.dtype() == DType::f32) {
-    const float scale = static_cast<float>(keep_scale), p = static_cast<float>(p_);
-    for (std::int64_t i = 0; i < n; ++i) pu[i] = pu[i] >= p ? scale : 0.0f;
-  } else {
-    mask = Tensor::scratch(x.shape(), DType::f64, Device::cpu);
-    double* pm = mask.data<double>();
-    for (std::int64_t i = 0; i < n; ++i) pm[i] = double(pu[i]) >= p_ ? keep_scale : 0.0;
-  }
-  return ad::mul(x, Var(mask.to(x.device())));
+  Tensor mask = Tensor::scratch(x.shape(), x.dtype(), x.device());
+  core::backend(x.device())
+      .dropout_mask(rng_.seed(), rng_.stream(), rng_.counter() * core::kFloatsPerBlock, p_,
+                    keep_scale, mask);
+  rng_.skip((static_cast<std::uint64_t>(n) + core::kFloatsPerBlock - 1) / core::kFloatsPerBlock);
+  return ad::mul(x, Var(mask));
 }
 
 Var Sequential::forward(const Var& x) const {
@@ -171,11 +186,11 @@ Var ResidualBlock::forward(const Var& x, const Var& context) const {
   if (context_features_ == 0 && context.defined())
     throw core::ValueError(core::str("ResidualBlock: built without context, but a context of "
                                      "shape ", context.shape(), " was given"));
-  Var t = linear0_(activate(activation_, x));
-  t = linear1_(dropout_(activate(activation_, t)));
+  const Var t = dropout_(linear0_.forward(activate(activation_, x), activation_));
+  // Without a gate the residual add fuses into linear1.
+  if (!context_layer_) return linear1_.forward(t, Activation::identity, x);
   // F.glu(cat(t, g), dim=1) = t ⊙ sigmoid(g): the gate halves never need to be concatenated.
-  if (context_layer_) t = ad::mul(t, ad::sigmoid((*context_layer_)(context)));
-  return ad::add(x, t);
+  return ad::add(x, ad::mul(linear1_(t), ad::sigmoid((*context_layer_)(context))));
 }
 
 ResidualNet::ResidualNet(std::int64_t in, std::int64_t out, std::int64_t hidden,

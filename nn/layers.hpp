@@ -22,6 +22,8 @@ class Linear : public Layer {
   Linear(std::int64_t in, std::int64_t out, core::Rng& rng, bool bias = true,
          DType dtype = DType::f32);
   Var forward(const Var& x) const override;
+  // activation(x Wᵀ + b) + residual as one fused op (ad::linear_act); residual may be undefined.
+  Var forward(const Var& x, Activation activation, const Var& residual = {}) const;
   std::int64_t in_features() const { return in_; }
   std::int64_t out_features() const { return out_; }
   Parameter& weight() const { return weight_; }

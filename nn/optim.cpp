@@ -2,11 +2,13 @@
 // of torch.optim.SGD, Adam and AdamW) so that a run can be compared step by step with sbi's.
 //
 // All state (moments, step count) is allocated in the constructor; step() then only reads and
-// writes it. On the CPU each parameter is updated by one fused loop (one pass over θ, g and the
-// moments); on other devices by a fixed sequence of backend kernels into one scratch buffer per
-// parameter, also allocated up front.
+// writes it. Adam and AdamW update every parameter of a device in one fused backend call (one
+// pass over θ, g and the moments per parameter on the CPU, one kernel launch on a GPU). SGD runs
+// one fused loop per parameter on the CPU and a fixed sequence of backend kernels into a scratch
+// buffer, allocated up front, elsewhere.
 #include "nn/optim.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -139,6 +141,8 @@ class Sgd final : public Optimizer {
 //   m ← β₁ m + (1 - β₁) g,   v ← β₂ v + (1 - β₂) g²
 //   θ ← θ - (γ / (1 - β₁ᵗ)) m / (√v / √(1 - β₂ᵗ) + ε)
 // which is θ - γ m̂ / (√v̂ + ε) with the bias-corrected m̂ = m / (1 - β₁ᵗ), v̂ = v / (1 - β₂ᵗ).
+// The per-element rule is the backends' fused adam_step (core::AdamStep); a step is one call per
+// device the parameters live on.
 class Adam final : public Optimizer {
  public:
   Adam(std::vector<NamedParameter> parameters, AdamOptions options, bool decoupled)
@@ -157,31 +161,37 @@ class Adam final : public Optimizer {
     check_beta("beta1", options.beta1);
     check_beta("beta2", options.beta2);
     learning_rate_ = options.learning_rate;
-    for (const NamedParameter& p : parameters_) {
-      const Tensor& value = p.parameter->value();
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      const Tensor& value = parameters_[i].parameter->value();
       exp_avg_.push_back(zeros_like(value));
       exp_avg_sq_.push_back(zeros_like(value));
-      const bool cpu = value.device() == Device::cpu;
-      scratch_.push_back(cpu ? Tensor() : zeros_like(value));
-      eps_.push_back(cpu ? Tensor()
-                         : Tensor::full({1}, options.eps, value.dtype()).to(value.device()));
+      auto group = std::find_if(groups_.begin(), groups_.end(),
+                                [&](const DeviceGroup& g) { return g.device == value.device(); });
+      if (group == groups_.end())
+        group = groups_.insert(groups_.end(), DeviceGroup{value.device(), {}, {}});
+      group->indices.push_back(i);
     }
+    for (DeviceGroup& g : groups_) g.tensors.reserve(g.indices.size());  // step() allocates nothing
   }
 
   void step() override {
     const double t = count_of(step_) += 1;
-    const double bias_correction1 = 1 - std::pow(options_.beta1, t);
-    const double bias_correction2 = 1 - std::pow(options_.beta2, t);
-    const Coefficients c{.step_size = learning_rate_ / bias_correction1,
-                         .bias_correction2_sqrt = std::sqrt(bias_correction2),
-                         .l2 = decoupled_ ? 0.0 : options_.weight_decay,
-                         .decay = decoupled_ ? 1 - learning_rate_ * options_.weight_decay : 1.0};
-    for (std::size_t i = 0; i < parameters_.size(); ++i) {
-      Parameter& p = *parameters_[i].parameter;
-      if (p.value().device() == Device::cpu)
-        update_cpu(p, exp_avg_[i], exp_avg_sq_[i], c);
-      else
-        update_kernels(p, exp_avg_[i], exp_avg_sq_[i], scratch_[i], eps_[i], c);
+    const core::AdamStep c{.beta1 = options_.beta1,
+                           .beta2 = options_.beta2,
+                           .eps = options_.eps,
+                           .step_size = learning_rate_ / (1 - std::pow(options_.beta1, t)),
+                           .bias_correction2_sqrt = std::sqrt(1 - std::pow(options_.beta2, t)),
+                           .l2 = decoupled_ ? 0.0 : options_.weight_decay,
+                           .decay = decoupled_ ? 1 - learning_rate_ * options_.weight_decay : 1.0};
+    for (DeviceGroup& g : groups_) {
+      // Rebuilt every step (into reserved capacity) so that a parameter's value or gradient
+      // tensor replaced between steps is the one updated.
+      g.tensors.clear();
+      for (std::size_t i : g.indices) {
+        Parameter& p = *parameters_[i].parameter;
+        g.tensors.push_back({&p.value(), &p.grad(), &exp_avg_[i], &exp_avg_sq_[i]});
+      }
+      core::backend(g.device).adam_step(c, g.tensors);
     }
   }
 
@@ -195,57 +205,18 @@ class Adam final : public Optimizer {
   }
 
  private:
-  // The scalars of one step, shared by every parameter.
-  struct Coefficients {
-    double step_size;              // γ / (1 - β₁ᵗ)
-    double bias_correction2_sqrt;  // √(1 - β₂ᵗ)
-    double l2;                     // λ added to the gradient (Adam), else 0
-    double decay;                  // 1 - γλ (AdamW), else 1
+  // The parameters on one device, updated by one adam_step call.
+  struct DeviceGroup {
+    Device device;
+    std::vector<std::size_t> indices;        // into parameters_
+    std::vector<core::AdamTensors> tensors;  // their tensors at the current step
   };
-
-  // One pass of Eigen array expressions: vectorised (sqrt and division included), where the
-  // equivalent scalar loop over possibly aliasing pointers stayed scalar at ~4 ns per parameter.
-  void update_cpu(Parameter& p, Tensor& exp_avg, Tensor& exp_avg_sq, const Coefficients& c) const {
-    with_float_type(p.value().dtype(), [&]<typename T>() {
-      auto theta = core::as_array<T>(p.value());
-      const auto grad = core::as_array<T>(p.grad());
-      auto m = core::as_array<T>(exp_avg);
-      auto v = core::as_array<T>(exp_avg_sq);
-      const T one_minus_beta1 = T(1 - options_.beta1), beta2 = T(options_.beta2),
-              one_minus_beta2 = T(1 - options_.beta2), eps = T(options_.eps),
-              step_size = T(c.step_size), bc2_sqrt = T(c.bias_correction2_sqrt), l2 = T(c.l2),
-              decay = T(c.decay);
-      const auto g = grad + l2 * theta;
-      m += one_minus_beta1 * (g - m);  // β₁ m + (1 - β₁) g, as torch's lerp_
-      v = beta2 * v + one_minus_beta2 * g.square();
-      theta = decay * theta - step_size * (m / (v.sqrt() / bc2_sqrt + eps));
-    });
-  }
-
-  void update_kernels(Parameter& p, Tensor& m, Tensor& v, Tensor& scratch, const Tensor& eps,
-                      const Coefficients& c) const {
-    core::Backend& k = core::backend(p.value().device());
-    const double beta1 = options_.beta1, beta2 = options_.beta2;
-    Tensor& theta = p.value();
-    gradient_with_l2(k, p, c.l2, scratch);                      // scratch = g
-    if (c.decay != 1) k.axpy(c.decay - 1, theta, theta);        // θ ← (1 - γλ) θ
-    k.axpy(beta1 - 1, m, m);                                    // m ← β₁ m
-    k.axpy(1 - beta1, scratch, m);                              // m ← β₁ m + (1 - β₁) g
-    k.binary(core::Binary::mul, scratch, scratch, scratch);     // scratch = g²
-    k.axpy(beta2 - 1, v, v);                                    // v ← β₂ v
-    k.axpy(1 - beta2, scratch, v);                              // v ← β₂ v + (1 - β₂) g²
-    k.unary(Unary::sqrt, {}, v, scratch);                       // scratch = √v
-    k.axpy(1 / c.bias_correction2_sqrt - 1, scratch, scratch);  // √v / √(1 - β₂ᵗ)
-    k.binary(core::Binary::add, scratch, eps, scratch);         // + ε (eps broadcasts)
-    k.binary(core::Binary::div, m, scratch, scratch);           // m / denominator
-    k.axpy(-c.step_size, scratch, theta);
-  }
 
   AdamOptions options_;
   bool decoupled_;
   Tensor step_;
   std::vector<Tensor> exp_avg_, exp_avg_sq_;
-  std::vector<Tensor> scratch_, eps_;  // off the CPU only: a work buffer and ε on the device
+  std::vector<DeviceGroup> groups_;
 };
 
 }  // namespace

@@ -101,6 +101,20 @@ class CpuBackend final : public Backend {
                           const Tensor& dy, const Tensor& dlog_det, Tensor* dx, Tensor* dwidths,
                           Tensor* dheights, Tensor* dderivatives) override;
 
+  void linear_epilogue(const Tensor& bias, Unary f, UnaryParams p, const Tensor& residual,
+                       Tensor& z, Tensor& y) override;
+  void linear_epilogue_backward(Unary f, UnaryParams p, const Tensor& z, const Tensor& fz,
+                                const Tensor& dy, Tensor& dz, Tensor* dbias) override;
+
+  void adam_step(const AdamStep& step, std::span<const AdamTensors> parameters) override;
+
+  void random_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                      Tensor& y) override;
+  void random_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                     Tensor& y) override;
+  void dropout_mask(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                    double drop_probability, double keep_scale, Tensor& y) override;
+
  private:
   // gemm on as many threads as OpenMP allows at the call.
   void gemm_product(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,

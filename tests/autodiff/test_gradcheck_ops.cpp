@@ -148,6 +148,22 @@ std::vector<OpCase> all_cases() {
   add_case("linear_3d_bias", {{{2, 3, 4}}, {{2, 4}}, {{2}}},
            [](Vars v) { return linear(v[0], v[1], v[2]); });
   add_case("linear_3d_nobias", {{{2, 3, 4}}, {{2, 4}}}, [](Vars v) { return linear(v[0], v[1]); });
+  // The fused linear + activation (+ residual), for every activation the networks use.
+  using core::Unary;
+  const std::pair<Unary, core::UnaryParams> activations[] = {
+      {Unary::relu, {}},    {Unary::leaky_relu, {0.01}}, {Unary::elu, {1.0}},
+      {Unary::silu, {}},    {Unary::gelu, {}},           {Unary::tanh, {}},
+      {Unary::sigmoid, {}}, {Unary::softplus, {}},       {Unary::identity, {}},
+  };
+  for (auto [f, p] : activations) {
+    const std::string act = core::name(f);
+    add_case("linear_act_" + act, {{{4, 3}}, {{5, 3}}, {{5}}},
+             [f, p](Vars v) { return linear_act(v[0], v[1], v[2], f, p); });
+    add_case("linear_act_" + act + "_residual", {{{4, 3}}, {{5, 3}}, {{5}}, {{4, 5}}},
+             [f, p](Vars v) { return linear_act(v[0], v[1], v[2], f, p, v[3]); });
+    add_case("linear_act_" + act + "_3d_nobias_residual", {{{2, 3, 4}}, {{2, 4}}, {{2, 3, 2}}},
+             [f, p](Vars v) { return linear_act(v[0], v[1], {}, f, p, v[2]); });
+  }
 
   // --- activations and elementwise functions -----------------------------------------------------
   const Shape u{3, 5};

@@ -169,6 +169,7 @@ double reference_unary(Unary op, UnaryParams p, double x) {
     case Unary::abs: return std::abs(x);
     case Unary::pow: return std::pow(x, p.a);
     case Unary::clamp: return std::clamp(x, p.a, p.b);
+    case Unary::identity: return x;
   }
   return 0;
 }
@@ -180,7 +181,7 @@ TEST(CpuKernels, UnaryMatchesTheTextbookFormulas) {
       {Unary::tanh, {}},       {Unary::sigmoid, {}},   {Unary::softplus, {}},
       {Unary::exp, {}},        {Unary::log, {}},       {Unary::log1p, {}},
       {Unary::square, {}},     {Unary::sqrt, {}},      {Unary::abs, {}},
-      {Unary::pow, {1.5}},     {Unary::clamp, {-0.3, 0.8}},
+      {Unary::pow, {1.5}},     {Unary::clamp, {-0.3, 0.8}}, {Unary::identity, {}},
   };
   for (DType dtype : kDtypes)
     for (auto [op, p] : ops) {
@@ -336,6 +337,74 @@ TEST(CpuKernels, WhereAndItsBackward) {
     EXPECT_EQ(values(db), (std::vector<double>{10, 12, 13, 10, 10, 16}));
     cpu().where_backward(cond, dy, nullptr, &db);
     EXPECT_EQ(values(db), (std::vector<double>{10, 14, 16, 10, 10, 22}));
+  }
+}
+
+// --- the fused linear epilogue ------------------------------------------------------------------
+
+// Every activation the networks use, with the parameters nn gives them.
+const std::pair<Unary, UnaryParams> kActivations[] = {
+    {Unary::relu, {}},     {Unary::leaky_relu, {0.01}}, {Unary::elu, {1.0}},
+    {Unary::silu, {}},     {Unary::gelu, {}},           {Unary::tanh, {}},
+    {Unary::sigmoid, {}},  {Unary::softplus, {}},       {Unary::identity, {}},
+};
+
+// Fused against unfused: the epilogue equals add_bias, unary and an add; its backward equals
+// unary_backward into zeros and sum_axis over the rows; fz recomputed equals fz given. The shape
+// straddles the forward's row tiles and the backward's 64-column blocks.
+TEST(CpuKernels, LinearEpilogueIsTheSeparateKernels) {
+  const Shape shape{70, 130};
+  for (DType dtype : kDtypes)
+    for (auto [f, p] : kActivations)
+      for (bool with_residual : {false, true}) {
+        const std::string what = core::str(name(f), " ", name(dtype),
+                                           with_residual ? " residual" : "");
+        const Tensor xw = random_tensor(shape, dtype, 61), b = random_tensor({130}, dtype, 62);
+        const Tensor r = with_residual ? random_tensor(shape, dtype, 63) : Tensor();
+        const Tensor dy = random_tensor(shape, dtype, 64);
+        Tensor z = xw.clone(), y = Tensor::empty(shape, dtype);
+        cpu().linear_epilogue(b, f, p, r, z, y);
+
+        Tensor z_ref = xw.clone(), y_ref = Tensor::empty(shape, dtype);
+        cpu().add_bias(b, z_ref);
+        cpu().unary(f, p, z_ref, y_ref);
+        if (with_residual) cpu().axpy(1.0, r, y_ref);
+        expect_close(values(z), values(z_ref), dtype, {}, (what + " z").c_str());
+        expect_close(values(y), values(y_ref), dtype, {}, (what + " y").c_str());
+
+        Tensor fz = Tensor::empty(shape, dtype);
+        cpu().unary(f, p, z_ref, fz);
+        Tensor dz = Tensor::empty(shape, dtype), dz_recomputed = Tensor::empty(shape, dtype);
+        Tensor db = random_tensor({130}, dtype, 65), db_recomputed = db.clone();
+        const std::vector<double> db0 = values(db);
+        cpu().linear_epilogue_backward(f, p, z, fz, dy, dz, &db);
+        cpu().linear_epilogue_backward(f, p, z, Tensor(), dy, dz_recomputed, &db_recomputed);
+
+        Tensor dz_ref = Tensor::zeros(shape, dtype), db_ref = Tensor::from(db0, {130}, dtype);
+        cpu().unary_backward(f, p, z_ref, fz, dy, dz_ref);
+        cpu().sum_axis(dz_ref, 0, 1.0, true, db_ref);
+        expect_close(values(dz), values(dz_ref), dtype, {}, (what + " dz").c_str());
+        expect_close(values(dz_recomputed), values(dz_ref), dtype, {},
+                     (what + " dz, fz recomputed").c_str());
+        std::vector<double> magnitude(130, 0.0);  // Σ |dz| over the column
+        const std::vector<double> dzv = values(dz_ref);
+        for (std::size_t i = 0; i < dzv.size(); ++i) magnitude[i % 130] += std::abs(dzv[i]);
+        expect_close(values(db), values(db_ref), dtype, magnitude, (what + " db").c_str());
+        expect_close(values(db_recomputed), values(db_ref), dtype, magnitude,
+                     (what + " db, fz recomputed").c_str());
+      }
+}
+
+// The identity's output may be written over z (the autodiff op does so): y = z + b + r.
+TEST(CpuKernels, LinearEpilogueIdentityInPlace) {
+  for (DType dtype : kDtypes) {
+    const Tensor xw = random_tensor({9, 5}, dtype, 71), b = random_tensor({5}, dtype, 72);
+    const Tensor r = random_tensor({9, 5}, dtype, 73);
+    Tensor z = xw.clone();
+    cpu().linear_epilogue(b, Unary::identity, {}, r, z, z);
+    std::vector<double> want = values(xw);
+    for (std::size_t i = 0; i < want.size(); ++i) want[i] += b.at(i % 5) + r.at(i);
+    expect_close(values(z), want, dtype);
   }
 }
 
@@ -785,6 +854,29 @@ TEST(CpuKernelsThreads, SingleWriterKernelsAreIdenticalOnOneAndTwoThreads) {
 
 // A parallel reduction's rounding depends on how the sum is split, so across thread counts only
 // closeness is promised; with the same count the result must repeat exactly.
+// The fused epilogue's backward sums each bias column over every row in order, whatever the
+// thread count.
+TEST(CpuKernelsThreads, LinearEpilogueIsIdenticalOnOneAndTwoThreads) {
+  for (DType dtype : kDtypes) {
+    const Tensor xw = random_tensor(kBig, dtype, 910), b = random_tensor({kBig[1]}, dtype, 911);
+    const Tensor dy = random_tensor(kBig, dtype, 912);
+    auto forward = [&] {
+      Tensor z = xw.clone(), y = Tensor::empty(kBig, dtype);
+      cpu().linear_epilogue(b, Unary::tanh, {}, Tensor(), z, y);
+      return y;
+    };
+    auto bias_gradient = [&] {
+      Tensor z = xw.clone(), y = Tensor::empty(kBig, dtype), dz = Tensor::empty(kBig, dtype);
+      cpu().linear_epilogue(b, Unary::tanh, {}, Tensor(), z, y);
+      Tensor db = Tensor::zeros({kBig[1]}, dtype);
+      cpu().linear_epilogue_backward(Unary::tanh, {}, z, y, dy, dz, &db);
+      return db;
+    };
+    EXPECT_EQ(with_threads(1, forward), with_threads(2, forward)) << name(dtype);
+    EXPECT_EQ(with_threads(1, bias_gradient), with_threads(2, bias_gradient)) << name(dtype);
+  }
+}
+
 TEST(CpuKernelsThreads, SumAllRepeatsExactlyWithTheSameThreadCount) {
   const int saved = omp_get_max_threads();
   for (DType dtype : kDtypes) {

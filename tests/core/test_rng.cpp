@@ -10,8 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "core/backend.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "core/tensor.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -290,6 +292,86 @@ TEST(Fill, EmptySpanIsFine) {
   std::vector<float> none;
   EXPECT_NO_THROW(
       fill_uniform(1, 1, std::numeric_limits<std::uint64_t>::max(), std::span<float>(none)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor fills: the span fills through the device seam (CPU here; tests/cuda compares the GPU).
+
+// The bits of element i of a CPU tensor of T.
+template <typename T>
+T element(const Tensor& t, std::size_t i) {
+  return t.data<T>()[i];
+}
+
+template <typename T>
+void expect_tensor_fill_is_span_fill(bool normal) {
+  const std::uint64_t seed = 0x5eedULL, stream = 3;
+  for (std::uint64_t offset : {0ULL, 1ULL, 5ULL, 7ULL, (1ULL << 32) - 3}) {
+    for (std::int64_t n : {1, 3, 63, 65, 1001}) {
+      Tensor t = Tensor::empty({n}, dtype_of<T>());
+      std::vector<T> want(static_cast<std::size_t>(n));
+      if (normal) {
+        fill_normal(seed, stream, offset, t);
+        fill_normal(seed, stream, offset, std::span<T>(want));
+      } else {
+        fill_uniform(seed, stream, offset, t);
+        fill_uniform(seed, stream, offset, std::span<T>(want));
+      }
+      for (std::size_t i = 0; i < want.size(); ++i)
+        ASSERT_EQ(std::memcmp(&want[i], t.data<T>() + i, sizeof(T)), 0)
+            << (normal ? "normal" : "uniform") << " offset " << offset << " n " << n
+            << " element " << i;
+    }
+  }
+}
+
+TEST(TensorFill, UniformIsTheSpanFillBitForBit) {
+  expect_tensor_fill_is_span_fill<float>(false);
+  expect_tensor_fill_is_span_fill<double>(false);
+}
+
+TEST(TensorFill, NormalIsTheSpanFillBitForBit) {
+  expect_tensor_fill_is_span_fill<float>(true);
+  expect_tensor_fill_is_span_fill<double>(true);
+}
+
+TEST(TensorFill, FromAnRngStartsAtItsBlockAndMovesPastWhatItRead) {
+  Rng rng(7, 2, 10);
+  rng.next_u32();  // a partly used block is skipped
+  Tensor f = Tensor::empty({3, 3}, DType::f32);
+  fill_normal(rng, f);
+  EXPECT_EQ(rng.counter(), 11u + 3u);  // ceil(9 / 4) blocks from block 11
+  std::vector<float> want(9);
+  fill_normal(7, 2, 11 * kFloatsPerBlock, std::span<float>(want));
+  for (std::size_t i = 0; i < want.size(); ++i) EXPECT_EQ(element<float>(f, i), want[i]);
+  Tensor d = Tensor::empty({5}, DType::f64);
+  fill_uniform(rng, d);
+  EXPECT_EQ(rng.counter(), 14u + 3u);  // ceil(5 / 2) blocks
+  std::vector<double> wd(5);
+  fill_uniform(7, 2, 14 * kDoublesPerBlock, std::span<double>(wd));
+  for (std::size_t i = 0; i < wd.size(); ++i) EXPECT_EQ(element<double>(d, i), wd[i]);
+}
+
+// The mask keeps exactly the elements whose float32 uniform is ≥ p (compared in the mask's dtype)
+// and scales them by keep_scale.
+TEST(TensorFill, DropoutMaskThresholdsTheFloatUniforms) {
+  Backend& cpu = backend(Device::cpu);
+  const std::uint64_t seed = 12, stream = 4, offset = 6;
+  const std::int64_t n = 2500;  // more than the float64 path's stack chunk
+  const double p = 0.3, scale = 1 / 0.7;
+  std::vector<float> u(static_cast<std::size_t>(n));
+  fill_uniform(seed, stream, offset, std::span<float>(u));
+  Tensor mf = Tensor::empty({n}, DType::f32), md = Tensor::empty({n}, DType::f64);
+  cpu.dropout_mask(seed, stream, offset, p, scale, mf);
+  cpu.dropout_mask(seed, stream, offset, p, scale, md);
+  std::int64_t kept = 0;
+  for (std::size_t i = 0; i < u.size(); ++i) {
+    const bool keep = u[i] >= static_cast<float>(p);
+    kept += keep;
+    ASSERT_EQ(element<float>(mf, i), keep ? static_cast<float>(scale) : 0.0f) << i;
+    ASSERT_EQ(element<double>(md, i), double(u[i]) >= p ? scale : 0.0) << i;
+  }
+  EXPECT_NEAR(double(kept) / double(n), 1 - p, 0.05);
 }
 
 // ---------------------------------------------------------------------------------------------

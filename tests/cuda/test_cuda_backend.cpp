@@ -213,7 +213,7 @@ struct UnaryCase {
 
 std::vector<UnaryCase> unary_cases() {
   std::vector<UnaryCase> cases;
-  for (int i = 0; i <= static_cast<int>(Unary::clamp); ++i) {
+  for (int i = 0; i <= static_cast<int>(Unary::identity); ++i) {
     UnaryCase c{static_cast<Unary>(i), {}, -3, 3};
     // clang-format off
     switch (c.op) {

@@ -8,6 +8,7 @@
 
 #include "autodiff/ops.hpp"
 #include "autodiff/tape.hpp"
+#include "core/backend.hpp"
 #include "flows/distributions.hpp"
 #include "nn/layers.hpp"
 
@@ -75,6 +76,25 @@ TEST(Sampling, DrawsAreTheBulkFillAtTheRngBlock) {
   const Tensor u = draw_uniform({5}, DType::f64, rng);
   EXPECT_EQ(rng.counter(), 14u + 3u);  // ceil(5 / 2) blocks
   for (double x : u.to_vector()) EXPECT_TRUE(x > 0 && x < 1);
+}
+
+// With a context on a GPU the draws are made there: the CPU's normals to float rounding, and the
+// Rng advances by the same blocks.
+TEST(Sampling, DrawsOnTheContextsDeviceWithTheCpuNumbers) {
+  if (!core::device_available(core::Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  for (DType dtype : {DType::f32, DType::f64}) {
+    const StandardNormal p(3, dtype);
+    const Tensor context = Tensor::zeros({1, 2}, dtype);
+    core::Rng on_cpu(5, 1, 2), on_gpu(5, 1, 2);
+    const Tensor want = p.sample(11, context, on_cpu);
+    const Tensor got = p.sample(11, context.to(core::Device::cuda), on_gpu);
+    EXPECT_EQ(got.device(), core::Device::cuda);
+    EXPECT_EQ(on_gpu.counter(), on_cpu.counter());
+    const std::vector<double> g = got.to_vector(), w = want.to_vector();
+    const double tolerance = dtype == DType::f32 ? 1e-6 : 1e-14;
+    for (std::size_t i = 0; i < w.size(); ++i)
+      EXPECT_NEAR(g[i], w[i], tolerance * std::max(1.0, std::abs(w[i]))) << i;
+  }
 }
 
 TEST(DiagonalGaussian, LogProbAndSamplesMatchItsParameters) {

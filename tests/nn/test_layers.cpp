@@ -14,6 +14,7 @@
 #include "autodiff/gradcheck.hpp"
 #include "autodiff/ops.hpp"
 #include "autodiff/tape.hpp"
+#include "core/backend.hpp"
 #include "nn/layers.hpp"
 
 namespace asbi::nn {
@@ -208,6 +209,48 @@ TEST(Layers, ResidualNetWithoutContextGradcheck) {
   EXPECT_LE(parameter_gradient_error(net, [&] { return net(x); }), kTolerance);
 }
 
+// Mlp and ResidualBlock run the fused ad::linear_act; written out with the separate ops, in
+// float32, the outputs and parameter gradients agree to float rounding.
+TEST(Layers, FusedLayersEqualTheSeparateOps) {
+  auto expect_same = [](const std::vector<double>& got, const std::vector<double>& want,
+                        const std::string& what) {
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], want[i], 1e-5 * std::max(1.0, std::abs(want[i]))) << what << " " << i;
+  };
+  for (Activation a :
+       {Activation::relu, Activation::leaky_relu, Activation::elu, Activation::silu,
+        Activation::gelu, Activation::tanh, Activation::sigmoid, Activation::softplus}) {
+    core::Rng rng(11);
+    Mlp mlp(5, {16, 12}, 3, rng, a, DType::f32);
+    ResidualBlock block(3, 0, rng, a, 0.0, false, DType::f32);
+    const Tensor x = input({9, 5}, 12, DType::f32);
+    auto param = [](const Module& m, const char* name) { return Var(m.parameter(name)); };
+    auto separate = [&] {
+      Var h = activate(a, ad::linear(x, param(mlp, "0.weight"), param(mlp, "0.bias")));
+      h = activate(a, ad::linear(h, param(mlp, "1.weight"), param(mlp, "1.bias")));
+      h = ad::linear(h, param(mlp, "2.weight"), param(mlp, "2.bias"));
+      Var t = activate(a, ad::linear(activate(a, h), param(block, "linear0.weight"),
+                                     param(block, "linear0.bias")));
+      return ad::add(h,
+                     ad::linear(t, param(block, "linear1.weight"), param(block, "linear1.bias")));
+    };
+    auto run = [&](const std::function<Var()>& f) {
+      mlp.zero_grad();
+      block.zero_grad();
+      ad::Tape tape;
+      const Var y = f();
+      tape.backward(ad::sum(ad::square(y)));
+      std::vector<double> out = y.value().to_vector();
+      for (const Module* m : {static_cast<const Module*>(&mlp), static_cast<const Module*>(&block)})
+        for (const NamedParameter& p : m->parameters())
+          for (double g : p.parameter->grad().to_vector()) out.push_back(g);
+      return out;
+    };
+    expect_same(run([&] { return block(mlp(x)); }), run(separate), name(a));
+  }
+}
+
 TEST(Layers, LayerNormModuleGradcheck) {
   LayerNorm norm(5, DType::f64);
   EXPECT_EQ(names_of(norm), (std::vector<std::string>{"weight", "bias"}));
@@ -297,6 +340,23 @@ TEST(Layers, DropoutMasksAreReproducibleAndAdvance) {
   EXPECT_EQ(dropout.counter(), start + (63 + 3) / 4);  // one float per element, 4 per block
   dropout.set_counter(start);
   EXPECT_EQ(dropout(x).value().to_vector(), first);
+}
+
+// The mask is drawn on x's device, with the numbers the CPU would draw.
+TEST(Layers, DropoutOnCudaDrawsTheCpuMask) {
+  if (!core::device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  for (DType dtype : {DType::f32, DType::f64}) {
+    Dropout on_cpu(0.3, 21), on_gpu(0.3, 21);
+    on_cpu.train();
+    on_gpu.train();
+    const Tensor x = input({13, 7}, 17, dtype);
+    for (int call = 0; call < 2; ++call) {  // the second mask starts where the first ended
+      const Tensor y = on_gpu(x.to(Device::cuda)).value();
+      EXPECT_EQ(y.device(), Device::cuda);
+      EXPECT_EQ(y.to_vector(), on_cpu(x).value().to_vector()) << "call " << call;
+    }
+    EXPECT_EQ(on_gpu.counter(), on_cpu.counter());
+  }
 }
 
 TEST(Layers, DropoutGradientIsTheMask) {

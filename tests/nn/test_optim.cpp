@@ -307,7 +307,8 @@ TEST(Optim, ErrorsNameWhatWasExpected) {
   expect_error_naming<core::ValueError>([] { adam({}); }, {"at least one parameter"});
 }
 
-// The kernel path (parameters off the CPU) against the fused CPU loop.
+// Parameters on the GPU (SGD: backend kernels; Adam, AdamW: the fused adam_step kernel) against
+// the CPU update.
 TEST(Optim, CudaParametersFollowTheCpuUpdate) {
   if (!core::device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device";
   for (DType dtype : {DType::f32, DType::f64}) {
