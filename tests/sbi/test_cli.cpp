@@ -214,6 +214,12 @@ TEST_F(CliTest, PrintDefaultConfigReadsBackAsAConfig) {
                                 "/examples/configs/two_moons_npe.toml' --dry-run --out asbi-run");
   ASSERT_EQ(example.code, 0) << example.err;
   EXPECT_EQ(example.out, r.out);
+  // The set-task example is a valid job too.
+  const CliResult set_example =
+      run("run '" + std::string(ASBI_SOURCE_DIR) +
+          "/examples/configs/gaussian_nuisance_pairs.toml' --dry-run");
+  ASSERT_EQ(set_example.code, 0) << set_example.err;
+  EXPECT_NE(set_example.out.find("fine_tune_head = true"), std::string::npos) << set_example.out;
 }
 
 TEST_F(CliTest, TrainThenSampleRoundTrip) {
