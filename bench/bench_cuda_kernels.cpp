@@ -79,7 +79,8 @@ double time_on_device(benchmark::State& state, F&& call) {
 }
 
 void report_bandwidth(benchmark::State& state, double bytes_per_call, double seconds) {
-  state.counters["GB/s"] = bytes_per_call * static_cast<double>(state.iterations()) / seconds * 1e-9;
+  state.counters["GB/s"] =
+      bytes_per_call * static_cast<double>(state.iterations()) / seconds * 1e-9;
 }
 
 // --- set mean-pooling -----------------------------------------------------------------------

@@ -103,8 +103,7 @@ __global__ void layer_norm_backward_dx_kernel(const T* x, const T* gamma, const 
       sum_dxhat_xhat += dxhat * xhat;
     }
     const T mean_dxhat = static_cast<T>(warp_sum(sum_dxhat) / static_cast<double>(width));
-    const T mean_dxhat_xhat =
-        static_cast<T>(warp_sum(sum_dxhat_xhat) / static_cast<double>(width));
+    const T mean_dxhat_xhat = static_cast<T>(warp_sum(sum_dxhat_xhat) / static_cast<double>(width));
     T* g = dx + r * width;
     for (std::int64_t j = lane; j < width; j += warp_size) {
       const T xhat = (row[j] - mu) * rs;
@@ -185,8 +184,11 @@ __global__ void mean_pool_kernel(const T* x, SetRows sets, std::int64_t width, T
   const std::int64_t col = std::int64_t{blockIdx.y} * tile_columns + threadIdx.x;
   const std::int64_t first = sets.first(b), n = sets.count(b);
   double acc = 0;
-  if (col < width)
+  if (col < width) {
+    // Several loads in flight per thread: one at a time would bound the bandwidth by latency.
+#pragma unroll 4
     for (std::int64_t i = threadIdx.y; i < n; i += row_lanes) acc += x[(first + i) * width + col];
+  }
   lane_sum[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y == 0 && col < width) {
@@ -205,6 +207,7 @@ __global__ void mean_pool_backward_kernel(const T* dy, SetRows sets, std::int64_
   if (col >= width) return;
   const std::int64_t first = sets.first(b), n = sets.count(b);
   const T g = dy[b * width + col] * (T(1) / static_cast<T>(n));  // the CPU's dy · (1/n) in T
+#pragma unroll 4
   for (std::int64_t i = threadIdx.y; i < n; i += row_lanes) dx[(first + i) * width + col] += g;
 }
 
@@ -238,8 +241,8 @@ void for_sets(const char* op, std::span<const std::int64_t> lengths, std::int64_
     return;
   }
   if (static_cast<std::int64_t>(lengths.size()) != sets)
-    throw core::ValueError(core::str("cuda ", op, ": ", lengths.size(), " set lengths for ", sets,
-                                     " sets"));
+    throw core::ValueError(
+        core::str("cuda ", op, ": ", lengths.size(), " set lengths for ", sets, " sets"));
   const std::vector<std::int64_t> offsets = set_offsets(op, lengths, rows);
   const std::size_t bytes = offsets.size() * sizeof(std::int64_t);
   Scratch device_offsets(bytes);
@@ -283,8 +286,8 @@ void CudaBackend::layer_norm_backward(const Tensor& x, const Tensor& gamma, cons
           gamma_partials.as<double>(), beta_partials.as<double>());
       ASBI_CUDA_CHECK_LAUNCH("layer_norm_affine_partials_kernel");
       if (dgamma) {
-        column_fold_kernel<T><<<grid_for(width), block_size>>>(gamma_partials.as<double>(),
-                                                               chunks, width, dgamma->data<T>());
+        column_fold_kernel<T><<<grid_for(width), block_size>>>(gamma_partials.as<double>(), chunks,
+                                                               width, dgamma->data<T>());
         ASBI_CUDA_CHECK_LAUNCH("column_fold_kernel");
       }
       if (dbeta) {
@@ -295,8 +298,8 @@ void CudaBackend::layer_norm_backward(const Tensor& x, const Tensor& gamma, cons
     }
     if (dx) {
       layer_norm_backward_dx_kernel<T><<<grid_for_rows(rows), block_size>>>(
-          x.data<T>(), gamma.defined() ? gamma.data<T>() : nullptr, mean.data<T>(),
-          rstd.data<T>(), dy.data<T>(), rows, width, dx->data<T>());
+          x.data<T>(), gamma.defined() ? gamma.data<T>() : nullptr, mean.data<T>(), rstd.data<T>(),
+          dy.data<T>(), rows, width, dx->data<T>());
       ASBI_CUDA_CHECK_LAUNCH("layer_norm_backward_dx_kernel");
     }
   });

@@ -88,9 +88,12 @@ enum class Affine { none, gamma_and_beta, gamma_only };
 
 const char* name(Affine a) {
   switch (a) {
-    case Affine::none: return "no affine";
-    case Affine::gamma_and_beta: return "gamma and beta";
-    case Affine::gamma_only: return "gamma only";
+    case Affine::none:
+      return "no affine";
+    case Affine::gamma_and_beta:
+      return "gamma and beta";
+    case Affine::gamma_only:
+      return "gamma only";
   }
   return "?";
 }
@@ -156,7 +159,8 @@ void check_layer_norm(core::Backend& cpu, core::Backend& gpu, const Shape& shape
   // dγ and dβ sum over all rows. The CPU adds float32 terms in float32, the GPU in double, so the
   // reference is the CPU in float64 on the same values, and the absolute tolerance grows like the
   // rounding of a sum of `rows` unit-sized terms.
-  Tensor dgamma_ref = dgamma0.to(DType::f64), dbeta_ref = dbeta0.to(DType::f64);
+  // (clone: for float64, to() returns the tensor itself, which must stay the runs' start.)
+  Tensor dgamma_ref = dgamma0.to(DType::f64).clone(), dbeta_ref = dbeta0.to(DType::f64).clone();
   cpu.layer_norm_backward(x.to(DType::f64), has_gamma ? gamma.to(DType::f64) : Tensor(),
                           mean_cpu.to(DType::f64), rstd_cpu.to(DType::f64), dy.to(DType::f64),
                           nullptr, has_gamma ? &dgamma_ref : nullptr, &dbeta_ref);
@@ -230,7 +234,7 @@ void check_mean_pool(core::Backend& cpu, core::Backend& gpu, const Tensor& x,
 }
 
 TEST_F(CudaNormPoolTest, DenseMeanPoolMatchesCpuAndRepeats) {
-  const Shape shapes[] = {{1, 1, 1},    {3, 5, 7},    {64, 17, 33}, {5, 1000, 96},
+  const Shape shapes[] = {{1, 1, 1},    {3, 5, 7},    {64, 17, 33},  {5, 1000, 96},
                           {2000, 3, 1}, {16, 8, 257}, {1, 20000, 40}};
   for (DType dtype : dtypes)
     for (const Shape& shape : shapes)
