@@ -138,9 +138,6 @@ class CudaBackend final : public core::Backend {
 // to a kernel would poison the whole CUDA context instead of failing one call.
 void expect_device(const char* op, std::initializer_list<const core::Tensor*> tensors);
 
-// The honest answer for a kernel this backend does not have yet.
-[[noreturn]] void not_implemented(const char* op);
-
 // Temporary device memory from the pool, returned to it when this goes out of scope: stream order
 // makes that safe right after the launch that reads it.
 class Scratch {

@@ -1,6 +1,5 @@
-// The CUDA backend's host side: device discovery, memory and copies, cuBLAS matrix products and
-// the kernels this backend does not have yet. The elementwise, reduction and row kernels live in
-// elementwise.cu, reduce.cu and rows.cu.
+// The CUDA backend's host side: device discovery, memory and copies, and cuBLAS matrix products.
+// The kernels live in the other .cu files of this directory.
 #include <cstring>
 #include <string>
 
@@ -67,12 +66,6 @@ void expect_device(const char* op, std::initializer_list<const core::Tensor*> te
     if (t && t->defined() && t->device() != core::Device::cuda)
       throw core::DeviceError(core::str("cuda backend: ", op, " got a tensor of shape ", t->shape(),
                                         " on ", t->device(), "; every tensor must be on cuda"));
-}
-
-void not_implemented(const char* op) {
-  throw core::DeviceError(core::str("cuda backend: ", op,
-                                    " is not implemented yet (scheduled "
-                                    "for the CUDA backend issue); run this model on the CPU"));
 }
 
 Scratch::Scratch(std::size_t bytes) : bytes_(bytes) {
@@ -198,28 +191,6 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, double alpha, const core::Ten
                               std::max<std::int64_t>(b_cols, 1), a.data<T>(),
                               std::max<std::int64_t>(a_cols, 1), &be, c.data<T>(), n));
   });
-}
-
-// --- not yet on the GPU ---------------------------------------------------------------------
-
-void CudaBackend::layer_norm(const core::Tensor&, const core::Tensor&, const core::Tensor&, double,
-                             core::Tensor&, core::Tensor&, core::Tensor&) {
-  not_implemented("layer_norm");
-}
-
-void CudaBackend::layer_norm_backward(const core::Tensor&, const core::Tensor&, const core::Tensor&,
-                                      const core::Tensor&, const core::Tensor&, core::Tensor*,
-                                      core::Tensor*, core::Tensor*) {
-  not_implemented("layer_norm_backward");
-}
-
-void CudaBackend::mean_pool(const core::Tensor&, std::span<const std::int64_t>, core::Tensor&) {
-  not_implemented("mean_pool");
-}
-
-void CudaBackend::mean_pool_backward(const core::Tensor&, std::span<const std::int64_t>,
-                                     core::Tensor&) {
-  not_implemented("mean_pool_backward");
 }
 
 }  // namespace asbi::cuda

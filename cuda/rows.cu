@@ -1,6 +1,6 @@
 // Block copies along an axis and row gathers/scatters. Indices arrive on the host (they come from
 // the data loader), so each call uploads them into a pooled scratch buffer first. Layer norm and
-// set pooling are not here yet: they throw from cuda_backend.cu.
+// set pooling are in norm_pool.cu.
 #include <algorithm>
 #include <numeric>
 #include <vector>
