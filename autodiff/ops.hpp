@@ -44,6 +44,20 @@ Var linear(const Var& x, const Var& weight, const Var& bias = {});
 Var linear_act(const Var& x, const Var& weight, const Var& bias, core::Unary f,
                core::UnaryParams p = {}, const Var& residual = {});
 
+// --- fused small MLP ------------------------------------------------------------------------------
+// A whole MLP as one node: with h₀ = x [..., w₀],
+//   h_{l+1} = f(h_l W_lᵀ + b_l) for the hidden layers,   y = h_{L-1} W_{L-1}ᵀ + b_{L-1}
+// (weights[l] [w_{l+1}, w_l], biases[l] [w_{l+1}], all defined; f an activation or identity).
+// The parameters are packed into one flat buffer (ad::concat, whose backward unpacks their
+// gradients), so the backend sees one tensor; on CUDA a float32 network no wider than
+// core::fused_mlp_max_width runs in one kernel launch each way, elsewhere layer by layer.
+// Backward, from ∂L/∂y = dz_{L-1}, for l = L-1 … 0:
+//   ∂L/∂W_l += dz_lᵀ h_l,   ∂L/∂b_l += Σ_rows dz_l,   dz_{l-1} = (dz_l W_l) ⊙ f'(z_{l-1}),
+//   ∂L/∂x += dz₀ W₀,
+// with z_l = h_l W_lᵀ + b_l saved by the forward.
+Var fused_mlp(const Var& x, std::span<const Var> weights, std::span<const Var> biases,
+              core::Unary f, core::UnaryParams p = {});
+
 // --- activations and elementwise functions ------------------------------------------------------
 Var relu(const Var& x);
 Var leaky_relu(const Var& x, double slope = 0.01);

@@ -177,6 +177,27 @@ class Backend {
   virtual void linear_epilogue_backward(Unary f, UnaryParams p, const Tensor& z, const Tensor& fz,
                                         const Tensor& dy, Tensor& dz, Tensor* dbias) = 0;
 
+  // --- fused small MLP --------------------------------------------------------------------
+  // A whole MLP of L layers in one call: widths [in, H₁, …, H_{L-1}, out] (L + 1 entries),
+  //   h₀ = x [rows, in],   z_l = h_l W_lᵀ + b_l,   h_{l+1} = f(z_l) for l < L - 1,   y = z_{L-1}
+  // (f after every hidden layer, none after the last). The parameters are one flat buffer,
+  // layer after layer: W_l [w_{l+1}, w_l] row-major, then b_l [w_{l+1}] (fused_mlp_parameter_count
+  // elements). hidden, when given, receives z_0 … z_{L-2} one after another ([rows, w_{l+1}]
+  // each, rows · (w_1 + … + w_{L-1}) elements): what the backward reads.
+  // These defaults run layer by layer through gemm and linear_epilogue on any backend (the CPU's
+  // implementation, core/cpu/fused_mlp.cpp); CUDA overrides them with one kernel launch for
+  // float32 networks no wider than fused_mlp_max_width.
+  virtual void fused_mlp_forward(const Tensor& x, const Tensor& parameters,
+                                 std::span<const std::int64_t> widths, Unary f, UnaryParams p,
+                                 Tensor& y, Tensor* hidden);
+  // Its backward from dy [rows, out]: dx += ∂L/∂x and dparameters += ∂L/∂parameters (same
+  // layout as parameters); a null gradient is skipped. Sums over rows run in an order fixed by
+  // the shapes alone.
+  virtual void fused_mlp_backward(const Tensor& x, const Tensor& parameters,
+                                  std::span<const std::int64_t> widths, Unary f, UnaryParams p,
+                                  const Tensor& hidden, const Tensor& dy, Tensor* dx,
+                                  Tensor* dparameters);
+
   // --- optimizers -------------------------------------------------------------------------
   // One Adam / AdamW step (AdamStep above) over all of an optimizer's parameters in one call:
   // on a GPU one kernel launch per 96 tensors of one dtype, on the CPU one vectorised pass each.
@@ -198,6 +219,13 @@ class Backend {
   virtual void dropout_mask(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
                             double drop_probability, double keep_scale, Tensor& y) = 0;
 };
+
+// The widest layer CUDA's single-launch MLP kernel takes (its weights sit in shared memory).
+inline constexpr std::int64_t fused_mlp_max_width = 128;
+// Elements of a fused MLP's parameter buffer: Σ_l w_{l+1} (w_l + 1).
+std::int64_t fused_mlp_parameter_count(std::span<const std::int64_t> widths);
+// Elements of its hidden buffer per row: w_1 + … + w_{L-1}.
+std::int64_t fused_mlp_hidden_width(std::span<const std::int64_t> widths);
 
 // The backend of a device; throws DeviceError when asbi was built without it.
 Backend& backend(Device device);

@@ -117,6 +117,17 @@ class CudaBackend final : public core::Backend {
                                 const core::Tensor& fz, const core::Tensor& dy, core::Tensor& dz,
                                 core::Tensor* dbias) override;
 
+  // One launch each way for float32 networks no wider than core::fused_mlp_max_width
+  // (cuda/fused_mlp.cu); otherwise core::Backend's layer-by-layer cuBLAS + epilogue path.
+  void fused_mlp_forward(const core::Tensor& x, const core::Tensor& parameters,
+                         std::span<const std::int64_t> widths, core::Unary f, core::UnaryParams p,
+                         core::Tensor& y, core::Tensor* hidden) override;
+  void fused_mlp_backward(const core::Tensor& x, const core::Tensor& parameters,
+                          std::span<const std::int64_t> widths, core::Unary f,
+                          core::UnaryParams p, const core::Tensor& hidden,
+                          const core::Tensor& dy, core::Tensor* dx,
+                          core::Tensor* dparameters) override;
+
   void adam_step(const core::AdamStep& step,
                  std::span<const core::AdamTensors> parameters) override;
 

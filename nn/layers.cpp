@@ -38,6 +38,17 @@ UnaryActivation unary_of(Activation a) {
   return {core::Unary::identity, {}};
 }
 
+// Whether Mlp::forward takes ad::fused_mlp: on CUDA a float32 network no wider than
+// core::fused_mlp_max_width runs as one fused op (one kernel launch each way); everywhere else,
+// and on the CPU always, layer by layer, so CPU numbers do not depend on this dispatch.
+bool runs_fused(const Var& x, const std::vector<Linear*>& layers) {
+  if (x.device() != core::Device::cuda || x.dtype() != DType::f32) return false;
+  if (x.shape().rank() == 0 || x.shape().last() > core::fused_mlp_max_width) return false;
+  return std::all_of(layers.begin(), layers.end(), [](const Linear* layer) {
+    return layer->out_features() <= core::fused_mlp_max_width;
+  });
+}
+
 }  // namespace
 
 Var activate(Activation a, const Var& x) {
@@ -98,6 +109,15 @@ Mlp::Mlp(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t 
 }
 
 Var Mlp::forward(const Var& x) const {
+  if (runs_fused(x, layers_)) {
+    std::vector<Var> weights, biases;
+    for (const Linear* layer : layers_) {
+      weights.emplace_back(layer->weight());
+      biases.emplace_back(*layer->bias());
+    }
+    const UnaryActivation f = unary_of(activation_);
+    return ad::fused_mlp(x, weights, biases, f.op, f.params);
+  }
   Var h = x;
   for (std::size_t i = 0; i < layers_.size(); ++i)
     h = i + 1 < layers_.size() ? layers_[i]->forward(h, activation_) : layers_[i]->forward(h);

@@ -165,6 +165,24 @@ std::vector<OpCase> all_cases() {
              [f, p](Vars v) { return linear_act(v[0], v[1], {}, f, p, v[2]); });
   }
 
+  // The fused MLP: inputs x, W₀, b₀, W₁, b₁, …; one to three layers, x [2, 3, 4] for the leading
+  // dimensions, every activation (through the layer-by-layer path every device has in float64).
+  for (auto [f, p] : activations) {
+    const std::string act = core::name(f);
+    auto mlp = [f, p](Vars v) {
+      std::vector<Var> weights, biases;
+      for (std::size_t i = 1; i + 1 < v.size(); i += 2) {
+        weights.push_back(v[i]);
+        biases.push_back(v[i + 1]);
+      }
+      return fused_mlp(v[0], weights, biases, f, p);
+    };
+    add_case("fused_mlp_1_" + act, {{{4, 3}}, {{5, 3}}, {{5}}}, mlp);
+    add_case("fused_mlp_2_" + act, {{{4, 3}}, {{5, 3}}, {{5}}, {{2, 5}}, {{2}}}, mlp);
+    add_case("fused_mlp_3_3d_" + act,
+             {{{2, 3, 4}}, {{5, 4}}, {{5}}, {{6, 5}}, {{6}}, {{2, 6}}, {{2}}}, mlp);
+  }
+
   // --- activations and elementwise functions -----------------------------------------------------
   const Shape u{3, 5};
   add_case("relu", {{u, kNonZero}}, [](Vars v) { return relu(v[0]); });

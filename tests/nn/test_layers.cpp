@@ -251,6 +251,43 @@ TEST(Layers, FusedLayersEqualTheSeparateOps) {
   }
 }
 
+// On CUDA, a float32 Mlp no wider than core::fused_mlp_max_width runs as one ad::fused_mlp node
+// (the single-launch kernels), a wider one layer by layer; both agree with the same network on
+// the CPU, outputs and parameter gradients.
+TEST(Layers, MlpOnCudaUsesTheFusedKernelAndMatchesTheCpu) {
+  if (!core::device_available(core::Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  struct Case {
+    std::vector<std::int64_t> hidden;
+    bool fused;
+  };
+  for (const Case& c : {Case{{64, 50}, true}, Case{{128, 128, 128}, true}, Case{{130}, false}}) {
+    auto run = [&](core::Device device, std::string* ops) {
+      core::Rng rng(5);
+      Mlp mlp(6, c.hidden, 4, rng, Activation::silu, DType::f32);
+      mlp.to(device);
+      const Tensor x = input({100, 6}, 13, DType::f32).to(device);
+      ad::Tape tape;
+      const Var y = mlp(x);
+      *ops = tape.str();
+      tape.backward(ad::sum(ad::square(y)));
+      std::vector<double> out = y.value().to_vector();
+      for (const NamedParameter& p : mlp.parameters())
+        for (double g : p.parameter->grad().to_vector()) out.push_back(g);
+      return out;
+    };
+    std::string cpu_ops, gpu_ops;
+    const std::vector<double> cpu = run(core::Device::cpu, &cpu_ops);
+    const std::vector<double> gpu = run(core::Device::cuda, &gpu_ops);
+    EXPECT_EQ(cpu_ops.find("fused_mlp"), std::string::npos);
+    EXPECT_EQ(gpu_ops.find("fused_mlp") != std::string::npos, c.fused) << gpu_ops;
+    ASSERT_EQ(gpu.size(), cpu.size());
+    double scale = 1;
+    for (double v : cpu) scale = std::max(scale, std::abs(v));
+    for (std::size_t i = 0; i < cpu.size(); ++i)
+      EXPECT_NEAR(gpu[i], cpu[i], 1e-4 * scale) << "entry " << i;
+  }
+}
+
 TEST(Layers, LayerNormModuleGradcheck) {
   LayerNorm norm(5, DType::f64);
   EXPECT_EQ(names_of(norm), (std::vector<std::string>{"weight", "bias"}));
