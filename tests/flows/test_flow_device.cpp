@@ -31,19 +31,22 @@ std::unique_ptr<ConditionalFlow> small_nsf(std::uint64_t seed) {
 }
 
 TEST(FlowDevice, EveryNonParameterTensorIsARegisteredBuffer) {
+  // The flows outlive the buffer lists: a buffer points into its flow.
+  const auto maf_flow = standardized_maf(1);
+  const auto maf_buffers = maf_flow->registered_buffers();
   std::set<std::string> suffixes;
-  for (const nn::NamedBuffer& b : standardized_maf(1)->registered_buffers()) {
+  for (const nn::NamedBuffer& b : maf_buffers) {
     EXPECT_TRUE(b.tensor->defined()) << b.name;
     suffixes.insert(b.name.substr(b.name.rfind('.') + 1));
   }
   EXPECT_EQ(suffixes, (std::set<std::string>{"mask", "mean", "std"}));
   // Two MAF layers of a 3-feature MADE with 2 blocks: input, 2 hidden and output masks each.
-  const auto maf_buffers = standardized_maf(1)->registered_buffers();
   EXPECT_EQ(std::count_if(maf_buffers.begin(), maf_buffers.end(),
                           [](const nn::NamedBuffer& b) { return b.name.ends_with(".mask"); }),
             2 * 4);
+  const auto nsf_flow = small_nsf(1);
   bool one_zero = false;
-  for (const nn::NamedBuffer& b : small_nsf(1)->registered_buffers())
+  for (const nn::NamedBuffer& b : nsf_flow->registered_buffers())
     one_zero = one_zero || b.name.ends_with("one_zero");
   EXPECT_TRUE(one_zero) << "LULinear's constants must move with the flow";
 }
