@@ -114,15 +114,7 @@ json run_job(const RunConfig& config, const std::string& config_path,
         // θ* only decorates the plot.
       }
     }
-    try {
-      sbi::corner_plot(series, plot_path, options);
-      summary["plot"] = plot_path.string();
-    } catch (const core::Error& e) {
-      // The numbers are the job's result; a missing gnuplot should not throw them away.
-      log_line(str("      corner plot skipped: ", e.what()));
-      summary["plot"] = nullptr;
-      summary["plot_skipped"] = e.what();
-    }
+    corner_plot_into_summary(series, plot_path, options, summary);
   } else {
     log_line("[4/4] corner plot off ([output] plot = false)");
   }

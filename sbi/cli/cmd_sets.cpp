@@ -423,15 +423,8 @@ json run_set_job(const RunConfig& config, const std::string& config_path,
     options.labels = labels;
     options.truth = truth;
     options.title = str(config.task, ", DeepSet NPE, N = ", set.dim(0));
-    try {
-      sbi::corner_plot({{"asbi DeepSet NPE", samples}, {"reference", reference}}, plot_path,
-                       options);
-      summary["plot"] = plot_path.string();
-    } catch (const core::Error& e) {
-      log_line(str("      corner plot skipped: ", e.what()));
-      summary["plot"] = nullptr;
-      summary["plot_skipped"] = e.what();
-    }
+    corner_plot_into_summary({{"asbi DeepSet NPE", samples}, {"reference", reference}}, plot_path,
+                             options, summary);
   } else {
     log_line("[4/4] corner plot off ([output] plot = false)");
   }

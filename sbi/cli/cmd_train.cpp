@@ -151,6 +151,19 @@ LoadedModel load_model(const std::filesystem::path& dir, core::Device device) {
   return model;
 }
 
+void corner_plot_into_summary(const std::vector<sbi::PlotSeries>& series,
+                              const std::filesystem::path& out, const sbi::CornerOptions& options,
+                              json& summary) {
+  try {
+    sbi::corner_plot(series, out, options);
+    summary["plot"] = out.string();
+  } catch (const core::Error& e) {
+    log_line(str("      corner plot skipped: ", e.what()));
+    summary["plot"] = nullptr;
+    summary["plot_skipped"] = e.what();
+  }
+}
+
 json sample_to_csv(const sbi::Posterior& posterior, std::span<const double> x_o, std::int64_t n,
                    std::uint64_t seed, const std::filesystem::path& out, Tensor* samples_out) {
   const Stopwatch watch;

@@ -10,6 +10,7 @@
 
 #include "sbi/cli/common.hpp"
 #include "sbi/cli/config.hpp"
+#include "sbi/plot.hpp"
 #include "sbi/posterior.hpp"
 #include "sbi/task.hpp"
 
@@ -45,6 +46,12 @@ LoadedModel load_model(const std::filesystem::path& dir, core::Device device = c
 // for MCMC posteriors, R-hat and ESS per dimension.
 json sample_to_csv(const sbi::Posterior& posterior, std::span<const double> x_o, std::int64_t n,
                    std::uint64_t seed, const std::filesystem::path& out, Tensor* samples = nullptr);
+
+// The job's corner plot at `out`, recorded in summary["plot"], or summary["plot_skipped"] with
+// the reason: the numbers are the job's result, so a missing gnuplot only skips the figure.
+void corner_plot_into_summary(const std::vector<sbi::PlotSeries>& series,
+                              const std::filesystem::path& out, const sbi::CornerOptions& options,
+                              json& summary);
 
 // One line for people: "10000 samples in 0.21 s (47,000/s), max R-hat 1.003, min ESS 2,345".
 std::string describe_sampling(const json& summary);
