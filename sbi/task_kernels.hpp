@@ -46,7 +46,7 @@ ASBI_HOST_DEVICE inline void box_muller(double u0, double u1, double& z0, double
 // from the same (seed, stream, counter) both give the same numbers.
 class PhiloxRng {
  public:
-  PhiloxRng() = default;  // seed 0, stream 0: a placeholder to be assigned
+  PhiloxRng() = default;  // seed 0, stream 0; assigned before the first draw
   ASBI_HOST_DEVICE PhiloxRng(std::uint64_t seed, std::uint64_t stream, std::uint64_t counter = 0)
       : seed_(seed), stream_(stream), counter_(counter) {}
 

@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/tensor.hpp"
 #include "cuda/cuda_backend.hpp"
+#include "cuda_test_util.hpp"
 #include "cuda/device_pool.hpp"
 
 namespace asbi::cuda {
@@ -28,17 +29,7 @@ using core::Tensor;
 using core::Unary;
 using core::UnaryParams;
 
-class CudaBackendTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (device_count() == 0) GTEST_SKIP() << "no CUDA device: " << unavailable_reason();
-    // The autodiff layer registers the backend in programs; these tests link only core and cuda.
-    core::register_backend(Device::cuda, &backend());
-  }
-
-  core::Backend& cpu() { return core::backend(Device::cpu); }
-  core::Backend& gpu() { return backend(); }
-};
+class CudaBackendTest : public test_util::CudaTest {};
 
 constexpr DType dtypes[] = {DType::f32, DType::f64};
 
@@ -55,35 +46,10 @@ Tensor random_cpu(const Shape& shape, DType dtype, std::uint64_t seed, double lo
   return Tensor::from(random_values(shape.numel(), lo, hi, seed), shape, dtype);
 }
 
-Tensor on_gpu(const Tensor& t) { return t.to(Device::cuda); }
-
-struct Tolerance {
-  double rtol, atol;
-};
-
-// Float32 results differ by a few ulps (device libm, fused multiply-adds, summation order).
-Tolerance tolerance(DType dtype) {
-  return dtype == DType::f32 ? Tolerance{2e-5, 2e-5} : Tolerance{1e-12, 1e-12};
-}
-
-// |got - want| <= atol + rtol |want| everywhere; reports the worst element.
-void expect_close(const Tensor& got, const Tensor& want, Tolerance tol, const std::string& what) {
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  const std::vector<double> g = got.to_vector(), w = want.to_vector();
-  std::size_t worst = 0;
-  double worst_excess = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool nan_mismatch = std::isnan(g[i]) != std::isnan(w[i]);
-    const double excess =
-        nan_mismatch ? 1 : std::abs(g[i] - w[i]) - (tol.atol + tol.rtol * std::abs(w[i]));
-    if (excess > worst_excess) {
-      worst = i;
-      worst_excess = excess;
-    }
-  }
-  EXPECT_LE(worst_excess, 0) << what << ": element " << worst << " is " << g[worst]
-                             << " on the GPU and " << w[worst] << " on the CPU";
-}
+using test_util::expect_close;
+using test_util::on_gpu;
+using test_util::Tolerance;
+using test_util::tolerance;
 
 std::string label(const char* op, DType dtype) { return core::str(op, " ", dtype); }
 

@@ -17,6 +17,7 @@
 #include "core/rng.hpp"
 #include "core/tensor.hpp"
 #include "cuda/cuda_backend.hpp"
+#include "cuda_test_util.hpp"
 
 namespace asbi::cuda {
 namespace {
@@ -26,15 +27,7 @@ using core::DType;
 using core::Shape;
 using core::Tensor;
 
-class CudaKernelsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (device_count() == 0) GTEST_SKIP() << "no CUDA device: " << unavailable_reason();
-    core::register_backend(Device::cuda, &backend());
-  }
-  core::Backend& cpu() { return core::backend(Device::cpu); }
-  core::Backend& gpu() { return backend(); }
-};
+class CudaKernelsTest : public test_util::CudaTest {};
 
 // The unsigned integer holding the bits of T.
 template <typename T>

@@ -14,6 +14,7 @@
 #include "core/backend.hpp"
 #include "core/tensor.hpp"
 #include "cuda/cuda_backend.hpp"
+#include "cuda_test_util.hpp"
 
 namespace asbi::cuda {
 namespace {
@@ -25,13 +26,7 @@ using core::Tensor;
 using core::Unary;
 using core::UnaryParams;
 
-class FusedMlpTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (device_count() == 0) GTEST_SKIP() << "no CUDA device: " << unavailable_reason();
-    core::register_backend(Device::cuda, &backend());
-  }
-};
+class FusedMlpTest : public test_util::CudaTest {};
 
 const std::pair<Unary, UnaryParams> kActivations[] = {
     {Unary::relu, {}},    {Unary::leaky_relu, {0.01}}, {Unary::elu, {1.0}},
