@@ -8,6 +8,11 @@
 //   BM_mean_pool_ragged_backward/B/S/H
 //   BM_rq_spline/n/inverse            n elements, K = 10 bins, forward (0) or inverse (1)
 //   BM_gemm_mlp/batch/width/product   a linear layer's products: 0 = X Wᵀ, 1 = dY W, 2 = dYᵀ X
+//   BM_host_copy/MiB/upload/path      one host↔device copy of pageable memory, wall time:
+//                                     path 0 = cudaMemcpy, 1 = the pinned staging ring (what the
+//                                     backend does), 2 = from/to pinned memory (the DMA's ceiling)
+//   BM_upload_behind_work/path        host time to queue 64 × (2 KiB upload + kernel) behind a
+//                                     ~1 ms GEMM: path 0 = cudaMemcpy, 1 = the staging ring
 //
 // Every benchmark is float32. Each iteration is one backend call bracketed by CUDA events on the
 // default stream (manual time), so the time is the device's, launch latency aside; ragged pooling
@@ -19,6 +24,7 @@
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +34,7 @@
 #include "core/backend.hpp"
 #include "core/tensor.hpp"
 #include "cuda/cuda_backend.hpp"
+#include "cuda/host_staging.hpp"
 
 namespace {
 
@@ -190,6 +197,76 @@ BENCHMARK(BM_gemm_mlp)
     ->ArgsProduct({{4096, 16384, 65536}, {64, 128, 256, 512}, {0, 1, 2}})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
+
+// --- host ↔ device copies ------------------------------------------------------------------
+
+void BM_host_copy(benchmark::State& state) {
+  const std::size_t bytes = static_cast<std::size_t>(state.range(0)) << 20;
+  const bool upload = state.range(1) != 0;
+  const int path = static_cast<int>(state.range(2));
+  std::vector<unsigned char> pageable(bytes, 1);
+  unsigned char* pinned = nullptr;
+  if (path == 2) check(cudaMallocHost(reinterpret_cast<void**>(&pinned), bytes));
+  unsigned char* host = path == 2 ? pinned : pageable.data();
+  void* device = nullptr;
+  check(cudaMalloc(&device, bytes));
+  auto copy = [&] {
+    if (path == 1) {
+      if (upload)
+        cuda::host_staging().upload(device, host, bytes);
+      else
+        cuda::host_staging().download(host, device, bytes);
+    } else {
+      check(cudaMemcpy(upload ? device : static_cast<void*>(host), upload ? host : device, bytes,
+                       upload ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost));
+    }
+    check(cudaDeviceSynchronize());  // an upload returns before its DMA ends: count the DMA
+  };
+  copy();
+  for (auto _ : state) copy();
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  check(cudaFree(device));
+  if (pinned) check(cudaFreeHost(pinned));
+}
+BENCHMARK(BM_host_copy)
+    ->ArgNames({"MiB", "upload", "path"})
+    ->ArgsProduct({{1, 64, 512}, {1, 0}, {0, 1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// A training step uploads its minibatch's row index. From pageable memory cudaMemcpy first
+// synchronises the stream, so the host waits for the GEMM before it can queue anything more.
+void BM_upload_behind_work(benchmark::State& state) {
+  const bool staged = state.range(0) != 0;
+  constexpr int uploads = 64;
+  constexpr std::size_t upload_bytes = 2048;
+  Tensor a = random_gpu({4096, 4096}, -1, 1, 10);  // ~1 ms of float32 GEMM on an H100
+  Tensor c = Tensor::empty({4096, 4096}, DType::f32, Device::cuda);
+  Tensor staged_rows = Tensor::empty({static_cast<std::int64_t>(upload_bytes / sizeof(float))},
+                                     DType::f32, Device::cuda);
+  Tensor sum = Tensor::zeros(staged_rows.shape(), DType::f32, Device::cuda);
+  std::vector<float> host(upload_bytes / sizeof(float), 1.0f);
+  core::Backend& gpu = cuda::backend();
+  double queue_seconds = 0;
+  for (auto _ : state) {
+    gpu.gemm(false, false, 1.0, a, a, 0.0, c);
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < uploads; ++i) {
+      if (staged)
+        cuda::host_staging().upload(staged_rows.raw(), host.data(), upload_bytes);
+      else
+        check(cudaMemcpy(staged_rows.raw(), host.data(), upload_bytes, cudaMemcpyHostToDevice));
+      gpu.axpy(1.0, staged_rows, sum);
+    }
+    queue_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    check(cudaDeviceSynchronize());
+  }
+  state.counters["queue_us_per_upload"] =
+      queue_seconds * 1e6 / (static_cast<double>(state.iterations()) * uploads);
+}
+BENCHMARK(BM_upload_behind_work)->ArgName("staged")->Arg(0)->Arg(1)->UseRealTime()->Unit(
+    benchmark::kMicrosecond);
 
 }  // namespace
 

@@ -8,6 +8,10 @@
 //   BM_deepset_aggregate_conv          one set of 2·10⁴ fields of 16×16 through φ = ConvEncoder
 //                                      {8, 16} → 64, chunks of 512 rows (a 4096-row chunk of this
 //                                      encoder holds about 80 MB of im2col columns and indices)
+//   BM_deepset_aggregate_mlp_cuda/chunk  the same 10⁶ elements with φ on the GPU (Module::to), for
+//                                      chunks of 4096 … 262 144 rows: the source fills a host
+//                                      chunk, which is staged in, encoded and summed there; skipped
+//                                      without a CUDA device
 //   BM_deepset_step/S                  Tape, forward of dense sets [B = 50, S, 1] through the MLP
 //                                      DeepSet, mean of the squared features, backward, zero_grad;
 //                                      S ∈ {2, 100, 1000}
@@ -95,6 +99,18 @@ void BM_deepset_aggregate_mlp(benchmark::State& state) {
   run_aggregation(state, *mlp_deepset(), {1'000'000}, mlp_flops);
 }
 
+void BM_deepset_aggregate_mlp_cuda(benchmark::State& state) {
+  if (!core::device_available(core::Device::cuda)) {
+    state.SkipWithError("no CUDA device on this machine: skipped");
+    return;
+  }
+  auto net = mlp_deepset();
+  net->to(core::Device::cuda);
+  nn::AggregateOptions options;
+  options.chunk_elements = state.range(0);
+  run_aggregation(state, *net, {1'000'000}, mlp_flops, options);
+}
+
 void BM_deepset_aggregate_small_sets(benchmark::State& state) {
   run_aggregation(state, *mlp_deepset(), std::vector<std::int64_t>(10'000, 10), mlp_flops);
 }
@@ -137,6 +153,13 @@ void BM_deepset_step(benchmark::State& state) {
 }
 
 BENCHMARK(BM_deepset_aggregate_mlp)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_deepset_aggregate_mlp_cuda)
+    ->ArgName("chunk")
+    ->Arg(4096)
+    ->Arg(65536)
+    ->Arg(262144)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_deepset_aggregate_small_sets)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_deepset_aggregate_conv)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_deepset_step)

@@ -6,6 +6,7 @@
 #include "cuda/backend_impl.cuh"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/device_pool.hpp"
+#include "cuda/host_staging.hpp"
 
 namespace asbi::cuda {
 namespace {
@@ -82,7 +83,7 @@ void Scratch::upload(const void* host, std::size_t bytes) {
                                      " bytes into a scratch "
                                      "buffer of ",
                                      bytes_));
-  if (bytes > 0) ASBI_CUDA_CHECK(cudaMemcpy(data_, host, bytes, cudaMemcpyHostToDevice));
+  host_staging().upload(data_, host, bytes);
 }
 
 // --- device and memory ----------------------------------------------------------------------
@@ -122,10 +123,12 @@ void CudaBackend::copy_bytes(void* dst, core::Device dst_device, const void* src
     return;
   }
   expect_present("copy_bytes");
-  const cudaMemcpyKind kind = dst_device == Device::cpu   ? cudaMemcpyDeviceToHost
-                              : src_device == Device::cpu ? cudaMemcpyHostToDevice
-                                                          : cudaMemcpyDeviceToDevice;
-  ASBI_CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));
+  if (src_device == Device::cpu)
+    host_staging().upload(dst, src, bytes);
+  else if (dst_device == Device::cpu)
+    host_staging().download(dst, src, bytes);
+  else
+    ASBI_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
 }
 
 void CudaBackend::synchronize() {

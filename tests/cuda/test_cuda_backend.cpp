@@ -4,8 +4,10 @@
 // is a CUDA bug. Every test skips on a machine without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -17,6 +19,7 @@
 #include "cuda/cuda_backend.hpp"
 #include "cuda_test_util.hpp"
 #include "cuda/device_pool.hpp"
+#include "cuda/host_staging.hpp"
 
 namespace asbi::cuda {
 namespace {
@@ -132,6 +135,110 @@ TEST_F(CudaBackendTest, HostDeviceRoundTrip) {
     EXPECT_EQ(copy.to_vector(), host.to_vector()) << dtype;
     EXPECT_EQ(dev.at(100), host.at(100)) << dtype;
   }
+}
+
+// --- pinned staging --------------------------------------------------------------------------
+
+// The ring's arithmetic needs no device, so these run everywhere.
+TEST(StagingRing, SmallCopiesShareASlotAlignedAndLargeOnesOpenTheNext) {
+  StagingRing ring(4096, 3);
+  const StagingRing::Place a = ring.take(10);
+  EXPECT_EQ(a.slot, 0);
+  EXPECT_EQ(a.offset, 0u);
+  EXPECT_TRUE(a.entered);
+  const StagingRing::Place b = ring.take(300);
+  EXPECT_EQ(b.slot, 0);
+  EXPECT_EQ(b.offset, StagingRing::alignment);
+  EXPECT_FALSE(b.entered);
+  // b ends at 556 bytes, so c starts at the next multiple of 256 and exactly fills the slot.
+  const StagingRing::Place c = ring.take(4096 - 3 * StagingRing::alignment);
+  EXPECT_EQ(c.slot, 0);
+  EXPECT_EQ(c.offset, 3 * StagingRing::alignment);
+  EXPECT_FALSE(c.entered);
+  const StagingRing::Place d = ring.take(1);  // slot 0 is full
+  EXPECT_EQ(d.slot, 1);
+  EXPECT_EQ(d.offset, 0u);
+  EXPECT_TRUE(d.entered);
+  const StagingRing::Place e = ring.take(4096);  // a whole slot
+  EXPECT_EQ(e.slot, 2);
+  EXPECT_TRUE(e.entered);
+  const StagingRing::Place f = ring.take(1);  // wraps around
+  EXPECT_EQ(f.slot, 0);
+  EXPECT_EQ(f.offset, 0u);
+  EXPECT_TRUE(f.entered);
+}
+
+TEST(StagingRing, NoCopyStraddlesTheEndOfASlot) {
+  StagingRing ring(1024, 2);
+  std::mt19937_64 rng(7);
+  std::uniform_int_distribution<std::size_t> size(1, 1024);
+  int previous = -1;
+  for (int i = 0; i < 2000; ++i) {
+    const std::size_t n = size(rng);
+    const StagingRing::Place p = ring.take(n);
+    EXPECT_LE(p.offset + n, 1024u);
+    EXPECT_EQ(p.offset % StagingRing::alignment, 0u);
+    EXPECT_EQ(p.entered, p.slot != previous) << i;
+    previous = p.slot;
+  }
+}
+
+TEST(StagingRing, RejectsCopiesAndRingsItCannotHold) {
+  StagingRing ring(1024, 2);
+  EXPECT_THROW(ring.take(0), core::ValueError);
+  EXPECT_THROW(ring.take(1025), core::ValueError);
+  EXPECT_THROW(StagingRing(1024, 1), core::ValueError);
+  EXPECT_THROW(StagingRing(1000, 4), core::ValueError);
+}
+
+std::vector<unsigned char> random_bytes(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<unsigned char> v(n);
+  for (auto& b : v) b = static_cast<unsigned char>(rng());
+  return v;
+}
+
+// Sizes on both sides of the slot size, so single copies, shared slots and chunked copies that
+// wrap the ring all occur; every byte must come back.
+TEST_F(CudaBackendTest, StagedCopiesRoundTripEveryByte) {
+  HostStaging staging(std::size_t{1} << 16, 3);
+  const std::size_t sizes[] = {1, 255, 257, (1u << 16) - 1, 1u << 16, (1u << 16) + 1,
+                               (5u << 16) + 3, (23u << 20) + 11};
+  for (std::size_t n : sizes) {
+    const std::vector<unsigned char> host = random_bytes(n, n);
+    void* dev = device_pool().allocate(n);
+    staging.upload(dev, host.data(), n);
+    std::vector<unsigned char> back(n, 0);
+    staging.download(back.data(), dev, n);
+    device_pool().deallocate(dev, n);
+    EXPECT_EQ(back, host) << n << " bytes";
+  }
+  const StagingStats s = staging.stats();
+  EXPECT_EQ(s.unpinned_reason, "");
+  EXPECT_EQ(s.pinned_bytes, 3u << 16);
+  EXPECT_EQ(s.uploads, std::ssize(sizes));
+  EXPECT_EQ(s.downloads, std::ssize(sizes));
+}
+
+// Thousands of small uploads queued behind kernels that read them: a slot reused before its DMA
+// finished would change the sum. The ring is a few slots, so it wraps many times.
+TEST_F(CudaBackendTest, UploadsQueuedAheadOfTheGpuAreNotOverwritten) {
+  const std::int64_t n = 4096, rounds = 3000;
+  Tensor sum = Tensor::zeros({n}, DType::f64, Device::cuda);
+  const Tensor big = Tensor::zeros({512, 512}, DType::f64, Device::cuda);
+  Tensor big_out = Tensor::zeros({512, 512}, DType::f64, Device::cuda);
+  std::vector<double> values(static_cast<std::size_t>(n));
+  double want = 0;
+  for (std::int64_t r = 0; r < rounds; ++r) {
+    if (r % 100 == 0) gpu().gemm(false, false, 1.0, big, big, 0.0, big_out);  // keep the GPU busy
+    std::fill(values.begin(), values.end(), static_cast<double>(r));
+    const Tensor up = Tensor::from(values, {n}, DType::f64).to(Device::cuda);
+    std::fill(values.begin(), values.end(), -1.0);  // the host reuses its buffer at once
+    gpu().axpy(1.0, up, sum);
+    want += static_cast<double>(r);
+  }
+  for (double v : sum.to_vector()) ASSERT_EQ(v, want);
+  EXPECT_GT(host_staging().stats().uploads, rounds - 1);
 }
 
 // --- matrix products ------------------------------------------------------------------------
