@@ -266,6 +266,10 @@ double clip_grad_norm(const std::vector<NamedParameter>& parameters, double max_
     throw core::ValueError(
         core::str("clip_grad_norm: max_norm must be finite and >= 0, got ", max_norm));
   double sum_squares = 0;
+  // Off the CPU, every gradient's sum of squares is added into one float64 scalar on its device
+  // and read back once: a read synchronises the host with the device, and a flow has dozens of
+  // parameter tensors.
+  Tensor device_total;
   for (const NamedParameter& p : parameters) {
     const Tensor& g = p.parameter->grad();
     if (g.device() == Device::cpu) {
@@ -273,15 +277,27 @@ double clip_grad_norm(const std::vector<NamedParameter>& parameters, double max_
         // In double, as a vectorised Eigen reduction (a serial double sum does not vectorise).
         sum_squares += core::as_array<T>(g).template cast<double>().square().sum();
       });
+      continue;
+    }
+    if (device_total.defined() && device_total.device() != g.device()) {
+      sum_squares += device_total.item();
+      device_total = Tensor();
+    }
+    if (!device_total.defined()) device_total = Tensor::zeros({1}, DType::f64, g.device());
+    core::Backend& k = core::backend(g.device());
+    Tensor squares = Tensor::scratch(g.shape(), g.dtype(), g.device());
+    k.unary(Unary::square, {}, g, squares);
+    if (g.dtype() == DType::f64) {
+      k.sum_all(squares, 1.0, /*accumulate=*/true, device_total);
     } else {
-      core::Backend& k = core::backend(g.device());
-      Tensor squares = Tensor::scratch(g.shape(), g.dtype(), g.device());
-      Tensor total = Tensor::scratch({1}, g.dtype(), g.device());
-      k.unary(Unary::square, {}, g, squares);
-      k.sum_all(squares, 1.0, false, total);
-      sum_squares += total.item();
+      Tensor part = Tensor::scratch({1}, g.dtype(), g.device());
+      Tensor wide = Tensor::scratch({1}, DType::f64, g.device());
+      k.sum_all(squares, 1.0, /*accumulate=*/false, part);
+      k.cast(part, wide);
+      k.axpy(1.0, wide, device_total);
     }
   }
+  if (device_total.defined()) sum_squares += device_total.item();
   const double norm = std::sqrt(sum_squares);
   // A non-finite norm leaves the gradients as they are (PyTorch would turn them into NaN): the
   // caller sees it in the return value and can skip the step.
