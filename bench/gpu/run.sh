@@ -38,7 +38,7 @@ run_tests() {
   "$build/tests/cuda/asbi_cuda_tests" --gtest_output="xml:$out/tests_cuda.xml" > "$out/tests_cuda.log" 2>&1 ||
     status=1
   # What failed and what still skipped, one line each.
-  grep -h -E "^\[  (FAILED|SKIPPED) \]" "$out"/tests_*.log | sort -u | tee "$out/tests_summary.txt"
+  grep -h -E "^\[  (FAILED|SKIPPED) \] [^ ]+$" "$out"/tests_*.log | sort -u | tee "$out/tests_summary.txt"
   grep -h -E "tests? ran|PASSED" "$out"/tests_*.log
 }
 
