@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
+#include <utility>
 
 #include "core/error.hpp"
 #include "sbi/cli/jobs.hpp"
@@ -118,10 +119,7 @@ json run_job(const RunConfig& config, const std::string& config_path,
   } else {
     log_line("[4/4] corner plot off ([output] plot = false)");
   }
-  summary["samples"] = samples_path.string();
-  summary["seconds"] = watch.seconds();
-  write_text_atomic(dir / "summary.json", summary.dump(2) + "\n");
-  return summary;
+  return finish_run_summary(dir, samples_path, watch.seconds(), std::move(summary));
 }
 
 }  // namespace

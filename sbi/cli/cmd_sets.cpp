@@ -3,6 +3,7 @@
 #include <iomanip>
 #include <iostream>
 #include <sstream>
+#include <utility>
 
 #include "core/error.hpp"
 #include "sbi/cli/config.hpp"
@@ -428,10 +429,7 @@ json run_set_job(const RunConfig& config, const std::string& config_path,
   } else {
     log_line("[4/4] corner plot off ([output] plot = false)");
   }
-  summary["samples"] = samples_path.string();
-  summary["seconds"] = watch.seconds();
-  write_text_atomic(dir / "summary.json", summary.dump(2) + "\n");
-  return summary;
+  return finish_run_summary(dir, samples_path, watch.seconds(), std::move(summary));
 }
 
 }  // namespace asbi::cli

@@ -164,6 +164,14 @@ void corner_plot_into_summary(const std::vector<sbi::PlotSeries>& series,
   }
 }
 
+json finish_run_summary(const std::filesystem::path& dir, const std::filesystem::path& samples,
+                        double seconds, json summary) {
+  summary["samples"] = samples.string();
+  summary["seconds"] = seconds;
+  write_text_atomic(dir / "summary.json", summary.dump(2) + "\n");
+  return summary;
+}
+
 json sample_to_csv(const sbi::Posterior& posterior, std::span<const double> x_o, std::int64_t n,
                    std::uint64_t seed, const std::filesystem::path& out, Tensor* samples_out) {
   const Stopwatch watch;

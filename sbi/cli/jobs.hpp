@@ -53,6 +53,11 @@ void corner_plot_into_summary(const std::vector<sbi::PlotSeries>& series,
                               const std::filesystem::path& out, const sbi::CornerOptions& options,
                               json& summary);
 
+// The end of an `asbi run` job: the samples' path and the wall time recorded, and summary.json
+// written (atomically) into the job's folder. Returns the summary.
+json finish_run_summary(const std::filesystem::path& dir, const std::filesystem::path& samples,
+                        double seconds, json summary);
+
 // One line for people: "10000 samples in 0.21 s (47,000/s), max R-hat 1.003, min ESS 2,345".
 std::string describe_sampling(const json& summary);
 
