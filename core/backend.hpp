@@ -108,6 +108,10 @@ class Backend {
                     double beta, Tensor& c) = 0;
   // y[r, :] += bias for every row r of y read as [rows, bias.numel()].
   virtual void add_bias(const Tensor& bias, Tensor& y) = 0;
+  // x_b = U⁻¹ L⁻¹ y_b for every row b of y [B, D] (LULinear's inverse): L [D, D] unit lower
+  // triangular (its diagonal is not read), U [D, D] upper; sums in double (core/lu_math.hpp).
+  virtual void lu_solve_rows(const Tensor& lower, const Tensor& upper, const Tensor& y,
+                             Tensor& x) = 0;
 
   // --- reductions -------------------------------------------------------------------------
   // y = scale Σ_i x[o, i, n] over the axis (y has the axis removed, or size 1); += if accumulate.

@@ -71,6 +71,8 @@ class CudaBackend final : public core::Backend {
   void gemm(bool trans_a, bool trans_b, double alpha, const core::Tensor& a, const core::Tensor& b,
             double beta, core::Tensor& c) override;
   void add_bias(const core::Tensor& bias, core::Tensor& y) override;
+  void lu_solve_rows(const core::Tensor& lower, const core::Tensor& upper, const core::Tensor& y,
+                     core::Tensor& x) override;
 
   void sum_axis(const core::Tensor& x, int axis, double scale, bool accumulate,
                 core::Tensor& y) override;

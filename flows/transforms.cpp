@@ -35,28 +35,7 @@ void for_each_run(std::span<const std::int64_t> index, F&& f) {
   }
 }
 
-// --- triangular solves for LULinear's inverse (host math, any dtype) --------------------------
-
-// x_b = U⁻¹ L⁻¹ y_b for every row b: forward substitution with the unit lower L, then back
-// substitution with U.
-template <typename T>
-void lu_solve_rows(const T* l, const T* u, const T* y, T* x, std::int64_t rows, std::int64_t d) {
-  std::vector<double> t(static_cast<std::size_t>(d));
-  for (std::int64_t b = 0; b < rows; ++b) {
-    const T* yb = y + b * d;
-    T* xb = x + b * d;
-    for (std::int64_t i = 0; i < d; ++i) {
-      double s = yb[i];
-      for (std::int64_t j = 0; j < i; ++j) s -= double(l[i * d + j]) * t[std::size_t(j)];
-      t[std::size_t(i)] = s;
-    }
-    for (std::int64_t i = d - 1; i >= 0; --i) {
-      double s = t[std::size_t(i)];
-      for (std::int64_t j = i + 1; j < d; ++j) s -= double(u[i * d + j]) * double(xb[j]);
-      xb[i] = static_cast<T>(s / double(u[i * d + i]));
-    }
-  }
-}
+// --- the gradient of LULinear's inverse (host math, any dtype) -------------------------------
 
 // With g_b = ∂L/∂x_b and q_b = W⁻ᵀ g_b (solve Uᵀ r = g_b, then Lᵀ q_b = r):
 //   ∂L/∂y_b = q_b,  ∂L/∂W = -Σ_b q_b x_bᵀ,  ∂L/∂L = ∂L/∂W Uᵀ,  ∂L/∂U = Lᵀ ∂L/∂W.
@@ -103,19 +82,10 @@ void accumulate(const Tensor& host, Tensor& grad) {
 
 // x = U⁻¹ L⁻¹ y per row, W = L U:  ∂L/∂y = W⁻ᵀ ∂L/∂x,  ∂L/∂W = -Σ_b (W⁻ᵀ ∂L/∂x_b) x_bᵀ
 Var lu_solve(const Var& y, const Var& lower, const Var& upper) {
-  core::check_compatible("lu_solve", y.value(), lower.value());
-  core::check_compatible("lu_solve", y.value(), upper.value());
-  const std::int64_t rows = y.dim(0), d = y.dim(1);
-  const Tensor l = lower.value().to(Device::cpu), u = upper.value().to(Device::cpu);
-  const Tensor yh = y.value().to(Device::cpu);
-  Tensor x = Tensor::scratch(y.shape(), y.dtype(), Device::cpu);
-  if (y.dtype() == core::DType::f32)
-    lu_solve_rows(l.data<float>(), u.data<float>(), yh.data<float>(), x.data<float>(), rows, d);
-  else
-    lu_solve_rows(l.data<double>(), u.data<double>(), yh.data<double>(), x.data<double>(), rows,
-                  d);
+  Tensor x = Tensor::scratch(y.shape(), y.dtype(), y.device());
+  ad::kernels(y).lu_solve_rows(lower.value(), upper.value(), y.value(), x);
   return ad::record(
-      x.to(y.device()),
+      x,
       {.op = "lu_solve", .inputs = {y, lower, upper}, .backward = [](Node& n) {
          const std::int64_t rows = n.value.dim(0), d = n.value.dim(1);
          const core::DType dt = n.value.dtype();

@@ -67,6 +67,8 @@ class CpuBackend final : public Backend {
   void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,
             double beta, Tensor& c) override;
   void add_bias(const Tensor& bias, Tensor& y) override;
+  void lu_solve_rows(const Tensor& lower, const Tensor& upper, const Tensor& y,
+                     Tensor& x) override;
 
   void sum_axis(const Tensor& x, int axis, double scale, bool accumulate, Tensor& y) override;
   void sum_all(const Tensor& x, double scale, bool accumulate, Tensor& y) override;

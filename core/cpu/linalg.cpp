@@ -1,6 +1,10 @@
-// Matrix products through Eigen's GEMM (blocked, vectorised, OpenMP-parallel when large).
+// Matrix products through Eigen's GEMM (blocked, vectorised, OpenMP-parallel when large), and
+// the triangular solves of LULinear's inverse.
+#include <vector>
+
 #include "core/cpu/cpu_backend.hpp"
 #include "core/eigen.hpp"
+#include "core/lu_math.hpp"
 
 namespace asbi::core::cpu {
 
@@ -61,6 +65,21 @@ void CpuBackend::add_bias(const Tensor& bias, Tensor& y) {
 #pragma omp simd
         for (std::int64_t j = 0; j < width; ++j) row[j] += b[j];
       }
+    });
+  });
+}
+
+void CpuBackend::lu_solve_rows(const Tensor& lower, const Tensor& upper, const Tensor& y,
+                               Tensor& x) {
+  lu::check_solve_shapes("lu_solve_rows", lower, upper, y, x);
+  const std::int64_t rows = y.dim(0), d = y.dim(1);
+  with_dtype(y.dtype(), [&]<typename T>() {
+    const T *l = lower.data<T>(), *u = upper.data<T>(), *yp = y.data<T>();
+    T* xp = x.data<T>();
+    parallel_for(rows, rows * d * d, [&](std::int64_t begin, std::int64_t end) {
+      std::vector<double> t(static_cast<std::size_t>(d));
+      for (std::int64_t b = begin; b < end; ++b)
+        lu::solve_row(l, u, yp + b * d, xp + b * d, d, t.data());
     });
   });
 }

@@ -293,5 +293,33 @@ TEST_F(CudaKernelsTest, LinearEpilogueMatchesCpu) {
       }
 }
 
+// --- LULinear's triangular solves ----------------------------------------------------------
+
+// x = U⁻¹ L⁻¹ y row by row: the same substitutions in double on both devices, so the results
+// agree to the last float rounding; L's diagonal holds garbage that must not be read.
+TEST_F(CudaKernelsTest, LuSolveRowsMatchesTheCpu) {
+  const std::int64_t rows = 1031, d = 7;
+  for (DType dtype : {DType::f32, DType::f64}) {
+    std::vector<double> l = pattern(d * d, DType::f64, 1).to_vector();
+    std::vector<double> u = pattern(d * d, DType::f64, 2).to_vector();
+    for (std::int64_t i = 0; i < d; ++i) {
+      l[static_cast<std::size_t>(i * d + i)] = 1e6;
+      u[static_cast<std::size_t>(i * d + i)] = 1.5 + 0.1 * static_cast<double>(i);
+      for (std::int64_t j = 0; j < i; ++j) u[static_cast<std::size_t>(i * d + j)] = 0.0;
+    }
+    const Tensor lower = Tensor::from(l, {d, d}, dtype), upper = Tensor::from(u, {d, d}, dtype);
+    const Tensor y = pattern(rows * d, dtype, 3).reshape({rows, d});
+    Tensor x_cpu = Tensor::empty({rows, d}, dtype);
+    cpu().lu_solve_rows(lower, upper, y, x_cpu);
+    Tensor x_gpu = Tensor::empty({rows, d}, dtype, Device::cuda);
+    gpu().lu_solve_rows(lower.to(Device::cuda), upper.to(Device::cuda), y.to(Device::cuda), x_gpu);
+    test_util::expect_close(x_gpu, x_cpu, test_util::tolerance(dtype),
+                            core::str("lu_solve ", dtype));
+  }
+  Tensor bad = Tensor::empty({rows, d + 1}, DType::f32, Device::cuda);
+  const Tensor square = Tensor::zeros({d, d}, DType::f32, Device::cuda);
+  EXPECT_THROW(gpu().lu_solve_rows(square, square, bad, bad), core::ShapeError);
+}
+
 }  // namespace
 }  // namespace asbi::cuda
